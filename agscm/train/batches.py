@@ -1,0 +1,48 @@
+"""Turn uint8 ImageSets into shuffled float batches without a DataLoader (it is all in memory)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from agscm.data import ImageSet
+
+
+def iterate_batches(data: ImageSet, batch_size: int, shuffle: bool = False,
+                    generator: torch.Generator | None = None,
+                    device: str | torch.device = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (images in [0,1] float32, labels int64) batches; the order comes from `generator`."""
+    count = len(data)
+    order = torch.randperm(count, generator=generator).numpy() if shuffle else np.arange(count)
+    for start in range(0, count, batch_size):
+        index = order[start:start + batch_size]
+        images = torch.from_numpy(data.images[index]).to(device, torch.float32).div_(255.0)
+        labels = torch.from_numpy(data.labels[index]).to(device)
+        yield images, labels
+
+
+def batch_count(data: ImageSet, batch_size: int) -> int:
+    return (len(data) + batch_size - 1) // batch_size
+
+
+def channel_stats(data: ImageSet) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std of the [0,1] pixels, for a model's built-in normalisation."""
+    pixels = data.images.astype(np.float64) / 255.0
+    mean = pixels.mean(axis=(0, 2, 3))
+    std = pixels.std(axis=(0, 2, 3))
+    return [float(m) for m in mean], [float(max(s, 1e-3)) for s in std]
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, data: ImageSet, batch_size: int = 500,
+             device: str | torch.device = "cpu") -> float:
+    """Top-1 accuracy on clean images; the model's mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for images, labels in iterate_batches(data, batch_size, device=device):
+        correct += int((model(images).argmax(1) == labels).sum())
+    model.train(was_training)
+    return correct / max(len(data), 1)

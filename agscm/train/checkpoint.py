@@ -1,0 +1,81 @@
+"""Checkpoints as safetensors plus a JSON header: loading never executes code.
+
+A checkpoint holds named tensors (model weights, optionally optimizer state under `optim.`)
+and a JSON dict (kind, config, epoch, history). Writes are atomic: a crash never leaves a
+half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from agscm.errors import AgscmError
+
+_META_KEY = "agscm"
+
+
+def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Write tensors and meta to `path` atomically (temp file in the same folder, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    contiguous = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        save_file(contiguous, temp, metadata={_META_KEY: json.dumps(meta)})
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint; a missing, corrupt or foreign file is a one-line AgscmError."""
+    if not path.is_file():
+        raise AgscmError(f"{path}: checkpoint not found")
+    try:
+        tensors = load_file(str(path))
+        with open(path, "rb") as handle:
+            header_size = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(header_size))
+        meta = json.loads(header.get("__metadata__", {})[_META_KEY])
+    except (SafetensorError, OSError, ValueError, KeyError) as exc:
+        raise AgscmError(f"{path}: not a readable agscm checkpoint ({exc})") from None
+    return tensors, meta
+
+
+def split_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors under `prefix.`, with the prefix removed."""
+    start = len(prefix) + 1
+    return {name[start:]: t for name, t in tensors.items() if name.startswith(prefix + ".")}
+
+
+def optimizer_to_tensors(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Flatten an optimizer state_dict into tensors and a JSON-able rest."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, entries in state["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{index}.{key}"] = value
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_tensors(tensors: dict[str, torch.Tensor], rest: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of optimizer_to_tensors: an optimizer state_dict ready for load_state_dict."""
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in split_prefix(tensors, "optim").items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    for index, entries in rest["scalars"].items():
+        state.setdefault(int(index), {}).update(entries)
+    return {"state": state, "param_groups": rest["param_groups"]}

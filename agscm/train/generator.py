@@ -1,0 +1,93 @@
+"""The AEG-GC generator: an AdvGAN-style ResNet generator that maps x to a bounded delta.
+
+conv 7x7 stem -> two stride-2 downsamplings -> residual blocks -> two upsamplings -> conv 7x7
+head -> tanh. The bound is exact by construction: L-inf `delta = eps * tanh(raw)`, or L2
+`delta = raw * min(1, eps / ||raw||_2)`. Fully convolutional: any H, W that are multiples of 4.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from agscm.contract import SIZE_MULTIPLE
+from agscm.errors import AgscmError
+
+NORMS = ("linf", "l2")
+
+
+@dataclass
+class GeneratorConfig:
+    """Architecture and bound of a generator; saved with its weights and in the ONNX metadata."""
+
+    channels: int = 1
+    width: int = 8  # channels after the stem; 2x and 4x after the downsamplings
+    residual_blocks: int = 4
+    eps: float = 0.3
+    norm: str = "linf"
+
+    def validate(self) -> None:
+        if not self.eps > 0:
+            raise AgscmError(f"eps must be > 0, got {self.eps}")
+        if self.norm == "linf" and self.eps > 1:
+            raise AgscmError(f"an L-inf eps above 1 is meaningless in [0,1] pixels, got {self.eps}")
+        if self.norm not in NORMS:
+            raise AgscmError(f"unknown norm {self.norm!r}; choose one of {', '.join(NORMS)}")
+        if self.width < 1 or self.residual_blocks < 0 or self.channels < 1:
+            raise AgscmError("generator width and channels must be >= 1, residual blocks >= 0")
+
+
+def _conv_block(inputs: int, outputs: int, kernel: int, stride: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(inputs, outputs, kernel, stride, kernel // 2, padding_mode="reflect"
+                      if kernel > 3 else "zeros", bias=False),
+            nn.InstanceNorm2d(outputs, affine=True), nn.ReLU()]
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(*_conv_block(channels, channels, 3),
+                                  nn.Conv2d(channels, channels, 3, 1, 1, bias=False),
+                                  nn.InstanceNorm2d(channels, affine=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class Generator(nn.Module):
+    """x in [0,1] (N, C, H, W) -> delta with ||delta|| <= eps; `adversarial(x)` = clip(x + delta)."""
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        w = config.width
+        up = [nn.ConvTranspose2d(4 * w, 2 * w, 3, 2, 1, output_padding=1, bias=False),
+              nn.InstanceNorm2d(2 * w, affine=True), nn.ReLU(),
+              nn.ConvTranspose2d(2 * w, w, 3, 2, 1, output_padding=1, bias=False),
+              nn.InstanceNorm2d(w, affine=True), nn.ReLU()]
+        self.body = nn.Sequential(
+            *_conv_block(config.channels, w, 7),
+            *_conv_block(w, 2 * w, 3, 2),
+            *_conv_block(2 * w, 4 * w, 3, 2),
+            *[ResidualBlock(4 * w) for _ in range(config.residual_blocks)],
+            *up,
+            nn.Conv2d(w, config.channels, 7, 1, 3, padding_mode="reflect"),
+        )
+
+    def perturbation(self, x: torch.Tensor) -> torch.Tensor:
+        """The bounded delta for a batch whose H and W are multiples of 4."""
+        if x.shape[-1] % SIZE_MULTIPLE or x.shape[-2] % SIZE_MULTIPLE:
+            raise AgscmError(f"image size {tuple(x.shape[-2:])} is not a multiple of "
+                             f"{SIZE_MULTIPLE}; pad it first")
+        raw = torch.tanh(self.body(x))
+        if self.config.norm == "linf":
+            return self.config.eps * raw
+        norms = raw.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+        return raw * (self.config.eps / norms).clamp(max=1.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The adversarial image clip(x + delta, 0, 1)."""
+        return (x + self.perturbation(x)).clamp(0, 1)

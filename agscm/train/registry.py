@@ -1,0 +1,86 @@
+"""Find zoo models by name (`mnist-natural`) or path, and load them ready for attack."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from agscm.errors import AgscmError
+from agscm.train.checkpoint import load_checkpoint, split_prefix
+from agscm.train.models import ClassifierConfig, build_classifier
+
+SUFFIX = ".safetensors"
+
+
+def default_zoo_dir() -> Path:
+    """`$AGSCM_ZOO`, else `~/.cache/agscm/zoo`."""
+    return Path(os.environ.get("AGSCM_ZOO", Path.home() / ".cache" / "agscm" / "zoo"))
+
+
+def resolve_model_path(name_or_path: str | Path, zoo_dir: Path | None = None) -> Path:
+    """A path to an existing checkpoint, or `<zoo_dir>/<name>.safetensors`."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == SUFFIX or candidate.is_file():
+        if not candidate.is_file():
+            raise AgscmError(f"{candidate}: checkpoint not found")
+        return candidate
+    zoo = zoo_dir or default_zoo_dir()
+    path = zoo / f"{name_or_path}{SUFFIX}"
+    if not path.is_file():
+        known = ", ".join(sorted(p.name[: -len(SUFFIX)] for p in zoo.glob(f"*{SUFFIX}"))) or "none"
+        raise AgscmError(f"no model {str(name_or_path)!r} in {zoo} (known: {known})")
+    return path
+
+
+def config_from_meta(meta: dict[str, Any]) -> ClassifierConfig:
+    model = dict(meta["model"])
+    model["image_size"] = tuple(model["image_size"])
+    return ClassifierConfig(**model)
+
+
+def load_classifier(name_or_path: str | Path, zoo_dir: Path | None = None,
+                    device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a zoo classifier in eval mode with frozen weights; returns (model, checkpoint meta)."""
+    path = resolve_model_path(name_or_path, zoo_dir)
+    tensors, meta = load_checkpoint(path)
+    if meta.get("kind") != "classifier":
+        raise AgscmError(f"{path}: not a classifier checkpoint (kind {meta.get('kind')!r})")
+    model = build_classifier(config_from_meta(meta))
+    try:
+        model.load_state_dict(split_prefix(tensors, "model"))
+    except RuntimeError as exc:
+        raise AgscmError(f"{path}: weights do not fit the saved config ({exc})") from None
+    model.to(device).eval().requires_grad_(False)
+    meta["path"] = str(path)
+    meta.setdefault("name", path.name[: -len(SUFFIX)])
+    return model, meta
+
+
+def list_models(zoo_dir: Path | None = None) -> list[dict[str, Any]]:
+    """One summary row per checkpoint in the zoo folder."""
+    rows = []
+    zoo = zoo_dir or default_zoo_dir()
+    for path in sorted(zoo.glob(f"*{SUFFIX}")):
+        try:
+            _, meta = load_checkpoint(path)
+        except AgscmError:
+            rows.append({"name": path.name[: -len(SUFFIX)], "status": "unreadable"})
+            continue
+        if meta.get("kind") != "classifier":
+            continue
+        last = (meta.get("history") or [{}])[-1]
+        rows.append({
+            "name": path.name[: -len(SUFFIX)],
+            "zoo_kind": meta["train"]["kind"],
+            "arch": meta["model"]["arch"],
+            "data": meta["train"]["data"],
+            "epochs": f"{meta['epoch']}/{meta['train']['epochs']}",
+            "test_acc": last.get("test_acc"),
+            "status": "done" if meta["epoch"] >= meta["train"]["epochs"] else "partial",
+        })
+    return rows
+
