@@ -179,3 +179,11 @@ def _resume(path: Path, config: ZooConfig,
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     optimizer.load_state_dict(optimizer_from_tensors(tensors, meta["optimizer"]))
     return meta, model, optimizer
+
+
+def dataset_tag(data: str) -> str:
+    """A short name for a data set path: `../shared/data/mnist` -> `mnist`."""
+    name = Path(data).name
+    for suffix in (".tar.gz", ".tgz", ".tar"):
+        name = name.removesuffix(suffix)
+    return name or "data"
