@@ -12,7 +12,7 @@ from typing import Any
 INPUT_NAME = "image"
 OUTPUT_NAME = "adversarial"
 PERTURBATION_NAME = "perturbation"
-OPSET = 17
+OPSET = 17  # the lowest opset an exported generator may use
 SIZE_MULTIPLE = 4  # the generator downsamples twice by 2
 
 # metadata_props keys; every value is a string, JSON where structured.
@@ -28,6 +28,8 @@ REQUIRED_KEYS = (
     "lambda",
     "config",
 )
+PRECISIONS = ("fp32", "fp16", "int8")  # optional key `precision`; absent means fp32
+SUPPORTED_CHANNELS = {1: "L", 3: "RGB"}  # model channels -> the Pillow mode images convert to
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class GeneratorMetadata:
     source_models: list[str]
     lambda_gradcam: float
     config: dict[str, Any]
+    precision: str = "fp32"
 
     def to_props(self) -> dict[str, str]:
         """Flatten to the string map stored in ONNX `metadata_props`."""
@@ -58,6 +61,7 @@ class GeneratorMetadata:
             "source_models": json.dumps(self.source_models),
             "lambda": repr(float(self.lambda_gradcam)),
             "config": json.dumps(self.config, sort_keys=True),
+            "precision": self.precision,
         }
 
     @classmethod
@@ -66,6 +70,8 @@ class GeneratorMetadata:
         missing = [key for key in REQUIRED_KEYS if key not in props]
         if missing:
             raise ValueError(f"missing agscm metadata keys: {', '.join(missing)}")
+        if props.get("precision", "fp32") not in PRECISIONS:
+            raise ValueError(f"unknown precision {props['precision']!r} in agscm metadata")
         try:
             height, width = json.loads(props["train_size"])
             return cls(
@@ -79,6 +85,7 @@ class GeneratorMetadata:
                 source_models=list(json.loads(props["source_models"])),
                 lambda_gradcam=float(props["lambda"]),
                 config=dict(json.loads(props["config"])),
+                precision=props.get("precision", "fp32"),
             )
         except (ValueError, TypeError) as exc:
             raise ValueError(f"malformed agscm metadata: {exc}") from None

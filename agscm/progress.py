@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 
-def make_progress(console: Console | None = None, transient: bool = False) -> Progress:
+def make_progress(console: Console | None = None, transient: bool = False,
+                  disable: bool = False) -> Progress:
     """A progress bar with `metrics` text (set via `progress.update(task, metrics=...)`)."""
     return Progress(
         TextColumn("[bold]{task.description}"),
@@ -18,6 +25,7 @@ def make_progress(console: Console | None = None, transient: bool = False) -> Pr
         TextColumn("{task.fields[metrics]}"),
         console=console or Console(stderr=True),
         transient=transient,
+        disable=disable,
     )
 
 

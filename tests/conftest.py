@@ -30,3 +30,14 @@ def mnist_dir() -> Path:
 @pytest.fixture(scope="session")
 def cifar_archive() -> Path:
     return _require(DATA_ROOT / "cifar10-jpeg.tar.gz")
+
+
+@pytest.fixture(scope="session")
+def tiny_zoo(tmp_path_factory, mnist_dir) -> Path:
+    """A zoo folder with `tiny-natural`: the MNIST CNN after one epoch on 2,000 real digits."""
+    from agscm.train.zoo import ZooConfig, train_classifier
+
+    zoo = tmp_path_factory.mktemp("zoo")
+    train_classifier(ZooConfig(data=str(mnist_dir), kind="natural", epochs=1, train_limit=2000),
+                     zoo / "tiny-natural.safetensors", test_limit=500)
+    return zoo

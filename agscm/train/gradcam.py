@@ -99,7 +99,7 @@ class GradCAM:
                         "a convolutional feature map; choose one of "
                         f"{', '.join(feature_layer_candidates(self.model))}")
                 score = logits.gather(1, classes.view(-1, 1)).sum()
-                grads = torch.autograd.grad(score, activation,
+                grads = torch.autograd.grad(score, activation, retain_graph=create_graph,
                                             create_graph=create_graph and not self.first_order)[0]
         finally:
             self.model.train(was_training)
@@ -112,6 +112,19 @@ class GradCAM:
         return torch.relu((alpha * activation).sum(dim=1)), logits
 
 
-def gradcam_distance(clean_maps: torch.Tensor, adversarial_maps: torch.Tensor) -> torch.Tensor:
-    """Per-image squared L2 distance ||S(x) - S(x')||^2; S(x) is treated as a constant."""
-    return (clean_maps.detach() - adversarial_maps).pow(2).flatten(1).sum(dim=1)
+def gradcam_distance(clean_maps: torch.Tensor, adversarial_maps: torch.Tensor,
+                     normalize: bool = False) -> torch.Tensor:
+    """Per-image squared L2 distance ||S(x) - S(x')||^2; S(x) is treated as a constant.
+
+    Raw Grad-CAM maps have a model-dependent scale (tiny for the MNIST CNN) and size, which
+    would make lambda meaningless across models. `normalize=True` divides both maps by the
+    clean map's maximum (what Grad-CAM implementations do before display), floored at 1% of
+    the batch's mean maximum so an all-zero clean map cannot blow up, and averages over the
+    map's pixels instead of summing: the distance is then about 0..1 whatever the model.
+    """
+    clean_maps = clean_maps.detach()
+    if not normalize:
+        return (clean_maps - adversarial_maps).pow(2).flatten(1).sum(dim=1)
+    peaks = clean_maps.flatten(1).amax(dim=1)
+    scale = peaks.clamp_min(0.01 * peaks.mean().clamp_min(1e-12)).view(-1, 1, 1)
+    return (clean_maps / scale - adversarial_maps / scale).pow(2).flatten(1).mean(dim=1)

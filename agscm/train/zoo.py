@@ -19,8 +19,13 @@ from agscm.data import ImageSet, load_split
 from agscm.errors import AgscmError
 from agscm.progress import format_metrics, make_progress
 from agscm.train.batches import accuracy, batch_count, channel_stats, iterate_batches
-from agscm.train.checkpoint import (load_checkpoint, optimizer_from_tensors,
-                                    optimizer_to_tensors, save_checkpoint, split_prefix)
+from agscm.train.checkpoint import (
+    load_checkpoint,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    save_checkpoint,
+    split_prefix,
+)
 from agscm.train.models import build_classifier, default_classifier_config
 from agscm.train.registry import SUFFIX, config_from_meta
 

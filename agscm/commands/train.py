@@ -1,0 +1,81 @@
+"""`agscm train`: train an AEG-GC generator against one or more source classifiers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agscm.errors import AgscmError, one_line_errors
+
+
+def parse_source(text: str) -> tuple[str, str | None, float]:
+    """`NAME[:LAYER][@WEIGHT]` -> (name, layer, weight), e.g. `mnist-adv:relu2@0.5`."""
+    name, _, weight_text = text.partition("@")
+    name, _, layer = name.partition(":")
+    try:
+        weight = float(weight_text) if weight_text else 1.0
+    except ValueError:
+        raise AgscmError(f"bad source weight in {text!r}; expected NAME[:LAYER][@WEIGHT]") from None
+    if not name:
+        raise AgscmError(f"empty source name in {text!r}; expected NAME[:LAYER][@WEIGHT]")
+    return name, layer or None, weight
+
+
+@one_line_errors
+def train(
+    data: Annotated[str, typer.Argument(help="Training data: a path or 'mnist-sample'.")],
+    source: Annotated[list[str], typer.Option(
+        help="Source model NAME[:LAYER][@WEIGHT] (zoo name or checkpoint); repeat for an "
+             "ensemble.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Generator checkpoint to write.")],
+    zoo_dir: Annotated[Path | None, typer.Option(
+        "--zoo", help="Zoo folder \[default: $AGSCM_ZOO or ~/.cache/agscm/zoo].")] = None,
+    eps: Annotated[float | None, typer.Option(
+        help="Perturbation bound \[default: 0.3 grey, 8/255 colour].")] = None,
+    norm: Annotated[str, typer.Option(help="linf or l2.")] = "linf",
+    c: Annotated[float | None, typer.Option(
+        help="Hinge bound on ||delta||_2 \[default: 0.75*eps*sqrt(C*H*W)].")] = None,
+    lambda_gradcam: Annotated[float, typer.Option(
+        "--lambda", help="Weight of the Grad-CAM loss.")] = 0.5,
+    loss: Annotated[str, typer.Option(help="Adversarial loss: ce, cw or mse.")] = "ce",
+    kappa: Annotated[float, typer.Option(help="CW margin.")] = 0.0,
+    first_order: Annotated[bool, typer.Option(
+        help="Detach the Grad-CAM channel weights (faster, not the paper's).")] = False,
+    cam_normalize: Annotated[bool, typer.Option(
+        help="Scale maps by the clean map's peak.")] = True,
+    target: Annotated[int | None, typer.Option(
+        help="Targeted mode: the class to push every image to.")] = None,
+    epochs: Annotated[int, typer.Option(help="Epochs.")] = 5,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    seed: Annotated[int, typer.Option(help="Seed (same seed, same weights on CPU).")] = 0,
+    width: Annotated[int, typer.Option(help="Generator width.")] = 8,
+    residual_blocks: Annotated[int, typer.Option(help="Generator residual blocks.")] = 4,
+    train_limit: Annotated[int | None, typer.Option(
+        help="Use only the first N training images.")] = None,
+    val_limit: Annotated[int, typer.Option(help="Validation images per epoch.")] = 1000,
+    resume: Annotated[bool, typer.Option(help="Continue an existing --out checkpoint.")] = False,
+    device: Annotated[str, typer.Option(help="torch device: cpu or cuda.")] = "cpu",
+) -> None:
+    """Train an AEG-GC generator (L_noise + L_adv + lambda * L_gradcam).
+
+    Example: agscm train ../shared/data/mnist --source mnist-natural -o g.safetensors --epochs 5
+    """
+    from agscm.train.trainer import SourceSpec, TrainConfig, log_path, train_generator
+
+    specs = [SourceSpec(*parse_source(text)) for text in source]
+    config = TrainConfig(data=data, out=str(out), sources=specs,
+                         zoo_dir=str(zoo_dir) if zoo_dir else None, eps=eps, norm=norm, c=c,
+                         loss=loss, kappa=kappa, lambda_gradcam=lambda_gradcam,
+                         first_order=first_order, cam_normalize=cam_normalize,
+                         target_class=target, epochs=epochs, batch_size=batch_size, lr=lr,
+                         seed=seed, width=width, residual_blocks=residual_blocks,
+                         train_limit=train_limit, val_limit=val_limit, device=device)
+    result = train_generator(config, resume=resume)
+    typer.echo(f"saved {result.path} (epoch {result.meta['epoch']}); log {log_path(result.path)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)

@@ -1,0 +1,58 @@
+"""The Python API of the torch-free runtime: arrays, images or folders in, adversarial out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from agscm.contract import GeneratorMetadata
+from agscm.runtime.arrays import quantize, to_float
+from agscm.runtime.folder import FileRecord, FolderOptions, FolderSummary, perturb_folder
+from agscm.runtime.images import from_pil, to_pil
+from agscm.runtime.model import GeneratorModel
+
+
+class Perturber:
+    """Apply an exported AEG-GC generator.
+
+    Example:
+        perturber = Perturber("G.onnx", device="auto")
+        adversarial = perturber.perturb_array(x)  # float32 (N, C, H, W) in [0, 1]
+        perturber.perturb_folder("photos", "photos-adv")
+    """
+
+    def __init__(self, model: str | Path, device: str = "auto",
+                 providers: Sequence[str] | None = None, threads: int | None = None) -> None:
+        self.model = GeneratorModel(model, device, providers, threads)
+
+    @property
+    def metadata(self) -> GeneratorMetadata:
+        return self.model.metadata
+
+    @property
+    def provider(self) -> str:
+        """The execution provider the session got (what `device="auto"` chose)."""
+        return self.model.provider
+
+    def perturb_array(self, images: np.ndarray) -> np.ndarray:
+        """float32 (N, C, H, W) in [0, 1], any H and W -> adversarial images, same shape."""
+        return self.model.run(images)
+
+    def perturb_image(self, image: Image.Image) -> Image.Image:
+        """A Pillow image -> its adversarial version in the model's mode (alpha kept)."""
+        pixels = from_pil(image, self.model.mode)
+        clean = pixels.values[None]
+        values = quantize(self.model.run(to_float(clean)), clean, self.model.linf_eps)[0]
+        return to_pil(values, pixels.alpha)
+
+    def perturb_folder(self, source: str | Path, destination: str | Path,
+                       options: FolderOptions | None = None,
+                       on_start: Callable[[int], None] | None = None,
+                       on_record: Callable[[FileRecord], None] | None = None) -> FolderSummary:
+        """Mirror `source` into `destination` with adversarial images; see FolderOptions."""
+        return perturb_folder(self.model, Path(source), Path(destination), options, on_start,
+                              on_record)
+

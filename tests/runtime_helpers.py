@@ -1,0 +1,126 @@
+"""Tiny real generators for the export/runtime tests, built once per test session.
+
+`mnist_generator` trains a small MNIST source classifier and a width-4 generator for a few
+dozen Adam steps against it (plain cross-entropy), then exports it with `agscm export`'s
+own pipeline. Files are cached under pytest's session temp folder, so every test module that
+asks gets the same files without training twice.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class GeneratorFiles:
+    checkpoint: Path
+    zoo: Path
+    onnx: Path
+
+
+def build_mnist_generator(folder: Path, mnist_dir: Path, steps: int = 30) -> GeneratorFiles:
+    """Train (once) a source and a tiny generator on real MNIST and export it to ONNX."""
+    import torch
+
+    from agscm.data import load_split
+    from agscm.export.pipeline import export_checkpoint
+    from agscm.train.generator import Generator, GeneratorConfig
+    from agscm.train.generator_checkpoint import save_generator
+    from agscm.train.registry import load_classifier
+    from agscm.train.zoo import ZooConfig, train_classifier
+
+    files = GeneratorFiles(folder / "gen.safetensors", folder / "zoo", folder / "G.onnx")
+    if files.onnx.exists():
+        return files
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a shared 2-core box: one thread is the fastest for tiny models
+    try:
+        train_classifier(ZooConfig(data=str(mnist_dir), kind="natural", epochs=1,
+                                   train_limit=2000), files.zoo / "mnist-natural.safetensors",
+                         test_limit=500)
+        source, _ = load_classifier("mnist-natural", files.zoo)
+        train = load_split(mnist_dir, "train").subset(2000)
+        torch.manual_seed(0)
+        generator = Generator(GeneratorConfig(channels=1, width=4, residual_blocks=1, eps=0.3))
+        optimizer = torch.optim.Adam(generator.parameters(), lr=1e-2)
+        for step in range(steps):
+            index = np.arange(step * 64, (step + 1) * 64) % len(train)
+            images = torch.from_numpy(train.images[index]).float() / 255
+            labels = torch.from_numpy(train.labels[index])
+            loss = -torch.nn.functional.cross_entropy(source(generator(images)), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        save_generator(files.checkpoint, generator.eval(), {
+            "dataset": "mnist", "image_size": [28, 28], "sources": ["mnist-natural"],
+            "lambda": 0.5, "train": {"data": str(mnist_dir), "steps": steps}})
+        export_checkpoint(files.checkpoint, files.onnx)
+    finally:
+        torch.set_num_threads(threads)
+    return files
+
+
+def export_random_generator(path: Path, channels: int, norm: str = "linf",
+                            eps: float = 8 / 255) -> Path:
+    """An untrained generator exported straight to ONNX (no data needed): for runtime tests
+    that need other channel counts or norms, where what the generator learned does not matter."""
+    import onnx
+    import torch
+
+    from agscm import __version__
+    from agscm.contract import SIZE_MULTIPLE, GeneratorMetadata
+    from agscm.export.onnx_export import export_generator
+    from agscm.train.generator import Generator, GeneratorConfig
+
+    if path.exists():
+        return path
+    torch.manual_seed(channels)
+    config = GeneratorConfig(channels=channels, width=4, residual_blocks=1, eps=eps, norm=norm)
+    metadata = GeneratorMetadata(__version__, channels, eps, norm, (32, 32), SIZE_MULTIPLE,
+                                 "random", [], 0.0, {"generator": asdict(config)})
+    sample = np.random.default_rng(0).random((2, channels, 32, 32), dtype=np.float32)
+    onnx.save(export_generator(Generator(config).eval(), metadata, sample), path)
+    return path
+
+
+def mnist_pngs(folder: Path, mnist_dir: Path, count: int, start: int = 0) -> list[Path]:
+    """Write `count` real MNIST test digits as PNG files into `folder`."""
+    from agscm.data import load_split
+
+    folder.mkdir(parents=True, exist_ok=True)
+    images = load_split(mnist_dir, "test").images[start:start + count, 0]
+    paths = []
+    for index, image in enumerate(images, start):
+        paths.append(folder / f"{index:05d}.png")
+        Image.fromarray(image).save(paths[-1])
+    return paths
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    """Every file under `root` (relative path -> content), for before/after comparisons."""
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+def run_agscm(*args: str, env: dict[str, str] | None = None,
+              **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """`agscm ARGS` in a fresh interpreter (what a user runs), output captured as text."""
+    return subprocess.run([sys.executable, "-c", "from agscm.cli import main; main()", *args],
+                          capture_output=True, text=True, cwd=REPO, timeout=120,
+                          env={**os.environ, "AGSCM_THREADS": "1", **(env or {})},
+                          **kwargs)  # type: ignore[call-overload]
+
+
+@pytest.fixture(scope="session")
+def mnist_generator(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> GeneratorFiles:
+    return build_mnist_generator(tmp_path_factory.getbasetemp() / "mnist-generator", mnist_dir)
