@@ -34,10 +34,19 @@ def cifar_archive() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_zoo(tmp_path_factory, mnist_dir) -> Path:
-    """A zoo folder with `tiny-natural`: the MNIST CNN after one epoch on 2,000 real digits."""
+    """A zoo folder with `tiny-natural`: the MNIST CNN after two epochs on 3,000 real digits."""
     from agscm.train.zoo import ZooConfig, train_classifier
 
     zoo = tmp_path_factory.mktemp("zoo")
-    train_classifier(ZooConfig(data=str(mnist_dir), kind="natural", epochs=1, train_limit=2000),
+    train_classifier(ZooConfig(data=str(mnist_dir), kind="natural", epochs=2, batch_size=64,
+                                     train_limit=3000),
                      zoo / "tiny-natural.safetensors", test_limit=500)
     return zoo
+
+
+@pytest.fixture(scope="session")
+def mnist_generator(tmp_path_factory, mnist_dir, tiny_zoo):
+    """A tiny MNIST generator trained against `tiny-natural`, and its ONNX export."""
+    from runtime_helpers import build_mnist_generator
+
+    return build_mnist_generator(tmp_path_factory.mktemp("generator"), mnist_dir, tiny_zoo)

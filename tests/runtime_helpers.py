@@ -1,9 +1,8 @@
-"""Tiny real generators for the export/runtime tests, built once per test session.
+"""Helpers for the export/runtime tests: tiny real generators, image folders, subprocess runs.
 
-`mnist_generator` trains a small MNIST source classifier and a width-4 generator for a few
-dozen Adam steps against it (plain cross-entropy), then exports it with `agscm export`'s
-own pipeline. Files are cached under pytest's session temp folder, so every test module that
-asks gets the same files without training twice.
+`build_mnist_generator` (behind the `mnist_generator` fixture in conftest.py) trains a width-4
+generator for a few dozen Adam steps against the `tiny-natural` zoo model (plain
+cross-entropy), then exports it with `agscm export`'s own pipeline.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,8 +26,12 @@ class GeneratorFiles:
     onnx: Path
 
 
-def build_mnist_generator(folder: Path, mnist_dir: Path, steps: int = 30) -> GeneratorFiles:
-    """Train (once) a source and a tiny generator on real MNIST and export it to ONNX."""
+SOURCE = "tiny-natural"
+
+
+def build_mnist_generator(folder: Path, mnist_dir: Path, zoo: Path,
+                          steps: int = 60) -> GeneratorFiles:
+    """Train a tiny generator against the zoo's `tiny-natural` on real MNIST; export it."""
     import torch
 
     from agscm.data import load_split
@@ -37,18 +39,12 @@ def build_mnist_generator(folder: Path, mnist_dir: Path, steps: int = 30) -> Gen
     from agscm.train.generator import Generator, GeneratorConfig
     from agscm.train.generator_checkpoint import save_generator
     from agscm.train.registry import load_classifier
-    from agscm.train.zoo import ZooConfig, train_classifier
 
-    files = GeneratorFiles(folder / "gen.safetensors", folder / "zoo", folder / "G.onnx")
-    if files.onnx.exists():
-        return files
+    files = GeneratorFiles(folder / "gen.safetensors", zoo, folder / "G.onnx")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a shared 2-core box: one thread is the fastest for tiny models
     try:
-        train_classifier(ZooConfig(data=str(mnist_dir), kind="natural", epochs=1,
-                                   train_limit=2000), files.zoo / "mnist-natural.safetensors",
-                         test_limit=500)
-        source, _ = load_classifier("mnist-natural", files.zoo)
+        source, _ = load_classifier(SOURCE, zoo)
         train = load_split(mnist_dir, "train").subset(2000)
         torch.manual_seed(0)
         generator = Generator(GeneratorConfig(channels=1, width=4, residual_blocks=1, eps=0.3))
@@ -62,7 +58,7 @@ def build_mnist_generator(folder: Path, mnist_dir: Path, steps: int = 30) -> Gen
             loss.backward()
             optimizer.step()
         save_generator(files.checkpoint, generator.eval(), {
-            "dataset": "mnist", "image_size": [28, 28], "sources": ["mnist-natural"],
+            "dataset": "mnist", "image_size": [28, 28], "sources": [SOURCE],
             "lambda": 0.5, "train": {"data": str(mnist_dir), "steps": steps}})
         export_checkpoint(files.checkpoint, files.onnx)
     finally:
@@ -82,8 +78,6 @@ def export_random_generator(path: Path, channels: int, norm: str = "linf",
     from agscm.export.onnx_export import export_generator
     from agscm.train.generator import Generator, GeneratorConfig
 
-    if path.exists():
-        return path
     torch.manual_seed(channels)
     config = GeneratorConfig(channels=channels, width=4, residual_blocks=1, eps=eps, norm=norm)
     metadata = GeneratorMetadata(__version__, channels, eps, norm, (32, 32), SIZE_MULTIPLE,
@@ -120,7 +114,3 @@ def run_agscm(*args: str, env: dict[str, str] | None = None,
                           env={**os.environ, "AGSCM_THREADS": "1", **(env or {})},
                           **kwargs)  # type: ignore[call-overload]
 
-
-@pytest.fixture(scope="session")
-def mnist_generator(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> GeneratorFiles:
-    return build_mnist_generator(tmp_path_factory.getbasetemp() / "mnist-generator", mnist_dir)

@@ -28,7 +28,7 @@ def perturb(
     quality: Annotated[int, typer.Option(help="JPEG/WebP quality (1-100).")] = 95,
     batch_size: Annotated[int, typer.Option(help="Images of one size per model call.")] = 64,
     workers: Annotated[int | None, typer.Option(
-        help="Decode/encode threads [default: cores + 2].")] = None,
+        help="Decode/encode threads [default: one per core, at least 2].")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that exist "
                                                                 "(default: skip them).")] = False,
     shard: Annotated[str, typer.Option(help="Take part i of n (0-based), e.g. 0/4.")] = "0/1",
@@ -42,8 +42,10 @@ def perturb(
 ) -> None:
     """Perturb every image under IN into OUT with an exported generator (no PyTorch needed).
 
-    Any size and common format (PNG, JPEG, BMP, WebP, TIFF); outputs are written atomically,
-    existing ones are skipped (resume), and the exit code is 1 if any file failed.
+    Any size and common format (PNG, JPEG, BMP, WebP, TIFF), converted to the model's
+    channels; alpha is not perturbed and is kept in PNG, WebP and TIFF output. Outputs are
+    written atomically, existing ones are skipped (resume), and every file gets a line in
+    the JSON-lines manifest; the exit code is 1 if any file failed.
 
     Example: agscm perturb photos/ photos-adv/ --model G.onnx --device auto
     """
@@ -62,22 +64,23 @@ def perturb(
                             max_pixels=max_pixels or DEFAULT_MAX_PIXELS, manifest=manifest,
                             allow_inside_input=allow_inside_input)
     options.validate()
-    # The runtime refuses oversized headers itself; Pillow's own limit would only warn or fail
-    # at a different size.
-    Image.MAX_IMAGE_PIXELS = None
+    # The runtime refuses oversized headers itself (--max-pixels): Pillow's own warning is noise,
+    # and its hard limit (twice its warning size) is raised only when asked for more.
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    if options.max_pixels > (Image.MAX_IMAGE_PIXELS or 0):
+        Image.MAX_IMAGE_PIXELS = options.max_pixels
     generator = GeneratorModel(model, device=device, threads=threads)
     meta = generator.metadata
     progress = make_progress()
     progress.console.print(f"model {model}: {generator.mode}, eps {meta.eps:.4g} {meta.norm}; "
-                           f"provider {generator.provider}")
+                           f"provider {generator.provider}", soft_wrap=True)
     task = progress.add_task("perturb", total=None, metrics="")
 
     def on_record(record: FileRecord) -> None:
         progress.advance(task)
         if record.status in ("failed", "ignored"):
             progress.console.print(f"{record.status}: {record.input}: {record.error}",
-                                   markup=False, highlight=False)
+                                   markup=False, highlight=False, soft_wrap=True)
 
     with progress:
         summary = perturb_folder(generator, source, destination, options,
@@ -87,7 +90,8 @@ def perturb(
         f"; max L-inf {summary.max_linf:.4f} ({summary.max_linf * 255:.1f}/255)"
         + ("" if summary.mean_psnr is None else f", mean PSNR {summary.mean_psnr:.1f} dB"))
     progress.console.print(f"{counts} in {summary.seconds:.1f} s ({summary.images_per_second:.0f} "
-                           f"images/s){quality_text}; manifest {summary.manifest}")
+                           f"images/s){quality_text}; manifest {summary.manifest}",
+                           soft_wrap=True)
     if summary.failed:
         progress.console.print(f"{summary.failed} file(s) failed; see the lines above or the "
                                "manifest", style="red")

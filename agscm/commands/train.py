@@ -31,12 +31,12 @@ def train(
              "ensemble.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Generator checkpoint to write.")],
     zoo_dir: Annotated[Path | None, typer.Option(
-        "--zoo", help="Zoo folder \[default: $AGSCM_ZOO or ~/.cache/agscm/zoo].")] = None,
+        "--zoo", help="Zoo folder \\[default: $AGSCM_ZOO or ~/.cache/agscm/zoo].")] = None,
     eps: Annotated[float | None, typer.Option(
-        help="Perturbation bound \[default: 0.3 grey, 8/255 colour].")] = None,
+        help="Perturbation bound \\[default: 0.3 grey, 8/255 colour].")] = None,
     norm: Annotated[str, typer.Option(help="linf or l2.")] = "linf",
     c: Annotated[float | None, typer.Option(
-        help="Hinge bound on ||delta||_2 \[default: 0.75*eps*sqrt(C*H*W)].")] = None,
+        help="Hinge bound on ||delta||_2 \\[default: 0.75*eps*sqrt(C*H*W)].")] = None,
     lambda_gradcam: Annotated[float, typer.Option(
         "--lambda", help="Weight of the Grad-CAM loss.")] = 0.5,
     loss: Annotated[str, typer.Option(help="Adversarial loss: ce, cw or mse.")] = "ce",

@@ -13,7 +13,7 @@ zoo_app = typer.Typer(help="Train and list the classifier zoo (natural, adv, sec
                       no_args_is_help=True)
 
 ZooDir = Annotated[Path | None, typer.Option(
-    "--zoo", help="Zoo folder \[default: $AGSCM_ZOO or ~/.cache/agscm/zoo].")]
+    "--zoo", help="Zoo folder \\[default: $AGSCM_ZOO or ~/.cache/agscm/zoo].")]
 
 
 @zoo_app.command("train")
@@ -23,18 +23,18 @@ def train(
                                              "image folder, .tar.gz) or 'mnist-sample'.")],
     kind: Annotated[str, typer.Option(help="natural, adv or secret.")] = "natural",
     name: Annotated[str | None, typer.Option(
-        help="Model name \[default: <data name>-<kind>].")] = None,
+        help="Model name \\[default: <data name>-<kind>].")] = None,
     zoo_dir: ZooDir = None,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 4,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
     lr: Annotated[float, typer.Option(help="Adam learning rate (cosine decay).")] = 1e-3,
     eps: Annotated[float | None, typer.Option(
-        help="Adversarial training budget \[default: 0.3 grey, 8/255 colour].")] = None,
+        help="Adversarial training budget \\[default: 0.3 grey, 8/255 colour].")] = None,
     adv_method: Annotated[str, typer.Option(help="fgsm-rs or pgd.")] = "fgsm-rs",
     adv_steps: Annotated[int, typer.Option(help="PGD steps (with --adv-method pgd).")] = 7,
     eps_warmup_epochs: Annotated[int, typer.Option(help="Epochs to ramp eps up.")] = 1,
     seed: Annotated[int | None, typer.Option(
-        help="Seed \[default: 0 natural, 1 adv, 2 secret].")] = None,
+        help="Seed \\[default: 0 natural, 1 adv, 2 secret].")] = None,
     train_limit: Annotated[int | None, typer.Option(
         help="Use only the first N training images.")] = None,
     device: Annotated[str, typer.Option(help="torch device: cpu or cuda.")] = "cpu",

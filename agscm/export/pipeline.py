@@ -79,6 +79,7 @@ def export_checkpoint(checkpoint: Path, output: Path, *, data: str | None = None
         raise AgscmError(f"{data}: {test.channels}-channel images, but the generator takes "
                          f"{metadata.channels}; pass --data with the data set it was trained on")
     images = pad_to_multiple(test.subset(PARITY_IMAGES).as_float(), SIZE_MULTIPLE)
+    source = _load_source(metadata, zoo_dir) if fp16 or int8 else None  # fail before the work
     output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     model = export_generator(generator, metadata, images[:2])
@@ -88,18 +89,22 @@ def export_checkpoint(checkpoint: Path, output: Path, *, data: str | None = None
     report = ExportReport(metadata, data, parity)
     report.variants.append(VariantReport("fp32", output, output.stat().st_size,
                                          time.perf_counter() - start))
-    if fp16 or int8:
-        _add_variants(report, model, output, data, zoo_dir, fp16, int8, eval_images)
+    if source is not None:
+        report.source = metadata.source_models[0]
+        _add_variants(report, model, output, data, source, fp16, int8, eval_images)
     return report
 
 
-def _add_variants(report: ExportReport, model: onnx.ModelProto, output: Path, data: str,
-                  zoo_dir: Path | None, fp16: bool, int8: bool, eval_images: int) -> None:
-    """Write the requested variants and measure every file on the same real test images."""
-    if not report.metadata.source_models:
+def _load_source(metadata: GeneratorMetadata, zoo_dir: Path | None) -> torch.nn.Module:
+    """The first source model: the variants report what they change in its accuracy."""
+    if not metadata.source_models:
         raise AgscmError("the checkpoint names no source model to measure the variants with")
-    report.source = report.metadata.source_models[0]
-    classifier, _ = load_classifier(report.source, zoo_dir)
+    return load_classifier(metadata.source_models[0], zoo_dir)[0]
+
+
+def _add_variants(report: ExportReport, model: onnx.ModelProto, output: Path, data: str,
+                  classifier: torch.nn.Module, fp16: bool, int8: bool, eval_images: int) -> None:
+    """Write the requested variants and measure every file on the same real test images."""
     test = load_split(data, "test").subset(eval_images)
     images = test.as_float()
     report.eval_images = len(test)

@@ -10,14 +10,11 @@ per-channel weights, calibrated on real images: the image path and the bound sta
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import onnx
-import onnx_ir
+from onnxscript import ir
 
 from agscm.contract import INPUT_NAME
 
@@ -31,19 +28,24 @@ def to_fp16(model: onnx.ModelProto) -> onnx.ModelProto:
 
     half = convert_float_to_float16(model, keep_io_types=True,
                                     op_block_list=[*DEFAULT_OP_BLOCK_LIST, *FP32_OPS])
-    graph = onnx_ir.from_proto(half)
+    graph = ir.from_proto(half)
     graph.graph.sort()
-    return onnx_ir.to_proto(graph)
+    return ir.to_proto(graph)
 
 
 def to_int8(source: Path, target: Path, calibration: np.ndarray) -> None:
-    """Quantise the fp32 model file `source` into `target`, calibrated on float32 NCHW images."""
+    """Quantise the fp32 model file `source` into `target`, calibrated on float32 NCHW images.
+
+    onnxruntime's pre-processing runs first, as its quantiser asks; its symbolic shape
+    inference is skipped, because it gives up on the dynamic height and width of reflect pads.
+    """
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
         QuantType,
         quantize_static,
     )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -54,18 +56,7 @@ def to_int8(source: Path, target: Path, calibration: np.ndarray) -> None:
             batch = next(self.batches, None)
             return None if batch is None else {INPUT_NAME: np.ascontiguousarray(batch)}
 
-    with _quiet("root"):  # quantize_static logs advice about pre-processing at WARNING
-        quantize_static(str(source), str(target), Reader(), quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=["Conv", "ConvTranspose"], per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-
-
-@contextmanager
-def _quiet(name: str) -> Iterator[None]:
-    logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+    quant_pre_process(source, target, skip_symbolic_shape=True)
+    quantize_static(onnx.load(target), target, Reader(), quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=["Conv", "ConvTranspose"], per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)

@@ -20,8 +20,8 @@ DEVICES = ("auto", "cpu", "cuda")
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 THREADS_ENV = "AGSCM_THREADS"
-# What onnxruntime raises for a file it cannot load (it derives them from Exception directly).
-LOAD_ERRORS = (ort_state.Fail, ort_state.InvalidProtobuf, ort_state.InvalidGraph,
+# What onnxruntime raises for a model it cannot load or run (derived from Exception directly).
+ORT_ERRORS = (ort_state.Fail, ort_state.InvalidProtobuf, ort_state.InvalidGraph,
                ort_state.InvalidArgument, ort_state.NoSuchFile, ort_state.NotImplemented,
                ort_state.RuntimeException)
 
@@ -84,7 +84,7 @@ def make_session(path: Path, device: str = "auto", providers: Sequence[str] | No
     chosen = choose_providers(device, providers)
     try:
         session = ort.InferenceSession(str(path), session_options(threads), providers=chosen)
-    except LOAD_ERRORS as exc:
+    except ORT_ERRORS as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise AgscmError(f"{path}: not a loadable ONNX model ({reason})") from None
     strict = bool(providers) or device == "cuda"

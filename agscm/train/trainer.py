@@ -98,14 +98,16 @@ class GeneratorCheckpoint:
 
 
 @dataclass
-class _Source:
+class LoadedSource:
+    """A source classifier ready for the loss: frozen model, its Grad-CAM, its weight."""
+
     name: str
     model: nn.Module
     cam: GradCAM
     weight: float
 
 
-def _load_sources(config: TrainConfig, data: ImageSet) -> list[_Source]:
+def load_sources(config: TrainConfig, data: ImageSet) -> list[LoadedSource]:
     zoo = Path(config.zoo_dir) if config.zoo_dir else None
     sources = []
     for spec in config.sources:
@@ -114,13 +116,13 @@ def _load_sources(config: TrainConfig, data: ImageSet) -> list[_Source]:
         if model_channels != data.channels:
             raise AgscmError(f"source {spec.model!r} takes {model_channels}-channel images but "
                              f"{config.data} has {data.channels}")
-        sources.append(_Source(meta["name"], model,
+        sources.append(LoadedSource(meta["name"], model,
                                GradCAM(model, spec.layer, first_order=config.first_order),
                                spec.weight))
     return sources
 
 
-def _resolve(config: TrainConfig, data: ImageSet) -> TrainConfig:
+def resolve_config(config: TrainConfig, data: ImageSet) -> TrainConfig:
     eps = config.eps if config.eps is not None else default_eps(data.channels)
     dims = data.channels * data.size[0] * data.size[1]
     c = config.c if config.c is not None else 0.75 * eps * math.sqrt(dims)
@@ -130,7 +132,7 @@ def _resolve(config: TrainConfig, data: ImageSet) -> TrainConfig:
                           "sources": [SourceSpec(**asdict(s)) for s in config.sources]})
 
 
-def _step_loss(generator: Generator, sources: list[_Source], images: torch.Tensor,
+def step_loss(generator: Generator, sources: list[LoadedSource], images: torch.Tensor,
                labels: torch.Tensor, config: TrainConfig) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss of one batch and its terms (for the progress bar)."""
     assert config.c is not None
@@ -156,7 +158,7 @@ def _step_loss(generator: Generator, sources: list[_Source], images: torch.Tenso
                    "gradcam": l_cam.item()}
 
 
-def _validate(generator: Generator, sources: list[_Source], data: ImageSet,
+def _validate(generator: Generator, sources: list[LoadedSource], data: ImageSet,
               config: TrainConfig) -> dict[str, float]:
     generator.eval()
     correct = {s.name: 0 for s in sources}
@@ -198,9 +200,9 @@ def train_generator(config: TrainConfig, resume: bool = True) -> GeneratorCheckp
     config.validate()
     train_set = load_split(config.data, "train").subset(config.train_limit)
     val_set = load_split(config.data, "test").subset(config.val_limit)
-    config = _resolve(config, train_set)
+    config = resolve_config(config, train_set)
     assert config.eps is not None
-    sources = _load_sources(config, train_set)
+    sources = load_sources(config, train_set)
     torch.manual_seed(config.seed)
     generator = Generator(GeneratorConfig(channels=train_set.channels, width=config.width,
                                           residual_blocks=config.residual_blocks,
@@ -230,7 +232,7 @@ def train_generator(config: TrainConfig, resume: bool = True) -> GeneratorCheckp
             for step, (images, labels) in enumerate(iterate_batches(
                     train_set, config.batch_size, shuffle=True, generator=order,
                     device=config.device), start=1):
-                loss, terms = _step_loss(generator, sources, images, labels, config)
+                loss, terms = step_loss(generator, sources, images, labels, config)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

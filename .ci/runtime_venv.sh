@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The torch-free runtime in a fresh venv holding the base install only (DESIGN §5): no torch,
+# no onnx; `agscm info` and `agscm perturb` must work there on real images.
+#
+# Usage: .ci/runtime_venv.sh G.onnx [IMAGE_DIR]
+#   G.onnx     a generator exported by `agscm export` in the main (training) environment
+#   IMAGE_DIR  a folder of real images [default: 100 CIFAR-10 test JPEGs unpacked from
+#              $AGSCM_DATA/cifar10-jpeg.tar.gz, AGSCM_DATA defaulting to ../shared/data]
+# PYTHON picks the interpreter for the venv [default: python3].
+set -euo pipefail
+
+if [ $# -lt 1 ] || [ ! -f "$1" ]; then
+    echo "usage: $0 G.onnx [IMAGE_DIR]" >&2
+    exit 2
+fi
+model=$(realpath "$1")
+repo=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d "${TMPDIR:-/tmp}/agscm-runtime-venv.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+# Install from a copy of the tracked and new files, so the build leaves nothing in the repo.
+mkdir "$work/src"
+git -C "$repo" ls-files -z --cached --others --exclude-standard \
+    | (cd "$repo" && tar --null --ignore-failed-read -T - -cf -) | tar -xf - -C "$work/src"
+"${PYTHON:-python3}" -m venv "$work/venv"
+"$work/venv/bin/python" -m pip install --quiet "$work/src"  # the base package: no extras
+for module in torch onnx; do
+    if "$work/venv/bin/python" -c "import $module" 2>/dev/null; then
+        echo "FAIL: $module is importable in the base install" >&2
+        exit 1
+    fi
+done
+echo "base install has no torch and no onnx"
+
+images=${2:-}
+if [ -z "$images" ]; then
+    data=${AGSCM_DATA:-$repo/../shared/data}
+    images=$work/images
+    mkdir -p "$images"
+    tar -xzf "$data/cifar10-jpeg.tar.gz" -C "$images" --wildcards 'test/*/000?.jpg'
+fi
+images=$(realpath "$images")
+expected=$(find "$images" -type f | wc -l)
+
+"$work/venv/bin/agscm" info "$model"
+"$work/venv/bin/agscm" perturb "$images" "$work/out" --model "$model"
+written=$(find "$work/out" -type f -name '*.png' | wc -l)
+if [ "$written" -ne "$expected" ] || [ "$written" -eq 0 ]; then
+    echo "FAIL: $written outputs for $expected input images" >&2
+    exit 1
+fi
+echo "runtime venv OK: $written images perturbed without torch"

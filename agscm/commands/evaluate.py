@@ -1,0 +1,205 @@
+"""`agscm evaluate`, `agscm sweep` and `agscm reproduce mnist`: the transfer tables of DESIGN §3."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from agscm.commands.zoo import ZooDir
+from agscm.errors import AgscmError, one_line_errors
+
+Device = Annotated[str, typer.Option(help="torch device: cpu or cuda.")]
+
+
+def parse_lambdas(text: str) -> list[float]:
+    """`0,0.2,0.4` -> [0.0, 0.2, 0.4]."""
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise AgscmError(f"bad lambda list {text!r}; expected numbers separated by commas "
+                         "(e.g. 0,0.2,0.4)") from None
+
+
+@one_line_errors
+def evaluate(
+    data: Annotated[str, typer.Option(help="Data set: a path or 'mnist-sample'.")],
+    source: Annotated[list[str] | None, typer.Option(
+        help="Source model (zoo name or checkpoint); repeat for more rows.")] = None,
+    target: Annotated[list[str] | None, typer.Option(
+        help="Target model; repeat \\[default: the zoo sources].")] = None,
+    method: Annotated[list[str] | None, typer.Option(
+        help="aeg-gc, ata, pgd, mifgsm or fgsm, with options as NAME:KEY=VALUE,... (e.g. "
+             "pgd:steps=20); repeat \\[default: aeg-gc if generators are given, and all four "
+             "baselines].")] = None,
+    generator: Annotated[list[str] | None, typer.Option(
+        help="SOURCE=PATH: the aeg-gc generator (.safetensors or .onnx) for a source; a label "
+             "that is not a zoo model (e.g. mnist-natural+mnist-adv) adds a generator-only "
+             "row.")] = None,
+    zoo_dir: ZooDir = None,
+    split: Annotated[str, typer.Option(help="train or test.")] = "test",
+    limit: Annotated[int | None, typer.Option(help="Use only the first N images.")] = None,
+    eps: Annotated[float | None, typer.Option(
+        help="L-inf budget for every method \\[default: 0.3 grey, 8/255 colour].")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per crafting batch.")] = 250,
+    seed: Annotated[int, typer.Option(help="Seed for random starts.")] = 0,
+    cache: Annotated[Path, typer.Option(help="Folder of crafted sets to reuse.")] = Path(
+        "runs/cache"),
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Craft everything again and "
+                                           "store nothing.")] = False,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for transfer.md, .csv and "
+                                      ".json.")] = Path("runs/eval"),
+    device: Device = "cpu",
+) -> None:
+    """Transfer table: craft each source x method set once, score it on every target.
+
+    Example: agscm evaluate --data ../shared/data/mnist --zoo runs/zoo --source mnist-adv
+    --target mnist-natural --target mnist-secret --generator mnist-adv=g-adv.safetensors
+    --method aeg-gc --method ata --method pgd --limit 1000
+    """
+    from agscm.eval.methods import parse_generator
+    from agscm.eval.report import cell_grid, markdown_table, write_transfer
+    from agscm.eval.transfer import EvalConfig
+    from agscm.eval.transfer import evaluate as run_evaluation
+
+    generators = dict(parse_generator(text) for text in generator or [])
+    config = EvalConfig(data=data, sources=list(source or []), targets=list(target or []),
+                        methods=list(method or []),
+                        generators={label: str(path) for label, path in generators.items()},
+                        zoo_dir=str(zoo_dir) if zoo_dir else None, split=split, limit=limit,
+                        eps=eps, batch_size=batch_size, seed=seed,
+                        cache_dir=None if no_cache else str(cache), device=device)
+    result = run_evaluation(config)
+    typer.echo(f"target accuracy on adversarial images ({result.images} images, eps "
+               f"{result.eps:.4g}; lower = stronger):")
+    typer.echo(markdown_table(["source", "method", *result.targets],
+                              cell_grid(result, lambda c: c.accuracy, min)))
+    typer.echo("wrote " + ", ".join(str(p) for p in write_transfer(result, out)))
+
+
+@one_line_errors
+def sweep(
+    data: Annotated[str, typer.Option(help="Data set: a path or 'mnist-sample'.")],
+    source: Annotated[str, typer.Option(help="Source model the generators attack.")],
+    target: Annotated[str, typer.Option(help="Target model the success rate is measured on.")],
+    lambdas: Annotated[str, typer.Option(help="Comma-separated lambdas.")] = "0,0.2,0.4,0.6,0.8",
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Folder for the checkpoints, sweep.md, .json and .png "
+                            "\\[default: runs/sweep/<source>-<target>].")] = None,
+    zoo_dir: ZooDir = None,
+    eps: Annotated[float | None, typer.Option(
+        help="Perturbation bound \\[default: 0.3 grey, 8/255 colour].")] = None,
+    epochs: Annotated[int, typer.Option(help="Training epochs per lambda.")] = 2,
+    train_limit: Annotated[int | None, typer.Option(
+        help="Training images per lambda \\[default: all].")] = None,
+    val_limit: Annotated[int, typer.Option(help="Validation images per epoch.")] = 1000,
+    batch_size: Annotated[int, typer.Option(help="Training batch size.")] = 128,
+    width: Annotated[int, typer.Option(help="Generator width.")] = 8,
+    residual_blocks: Annotated[int, typer.Option(help="Generator residual blocks.")] = 4,
+    seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
+    limit: Annotated[int | None, typer.Option(
+        help="Test images scored \\[default: all].")] = None,
+    eval_batch_size: Annotated[int, typer.Option(help="Images per scoring batch.")] = 250,
+    device: Device = "cpu",
+) -> None:
+    """Lambda sweep (the paper's Figure 3): one generator per lambda, success on the target.
+
+    Example: agscm sweep --data ../shared/data/mnist --zoo runs/zoo --source mnist-adv
+    --target mnist-secret --lambdas 0,0.4,0.8 --epochs 1 --train-limit 10000
+    """
+    from agscm.eval.report import sweep_table, write_sweep
+    from agscm.eval.sweep import SweepConfig, run_sweep
+
+    folder = out or Path("runs") / "sweep" / f"{Path(source).stem}-{Path(target).stem}"
+    config = SweepConfig(data=data, source=source, target=target, out=str(folder),
+                         lambdas=parse_lambdas(lambdas), zoo_dir=str(zoo_dir) if zoo_dir else None,
+                         eps=eps, epochs=epochs, train_limit=train_limit, val_limit=val_limit,
+                         batch_size=batch_size, width=width, residual_blocks=residual_blocks,
+                         seed=seed, limit=limit, eval_batch_size=eval_batch_size, device=device)
+    result = run_sweep(config)
+    typer.echo(sweep_table(result))
+    typer.echo("wrote " + ", ".join(str(p) for p in write_sweep(result, folder)))
+
+
+reproduce_app = typer.Typer(help="Reproduce the paper's tables on our own zoo, end to end.",
+                            no_args_is_help=True)
+
+
+@reproduce_app.command("mnist")
+@one_line_errors
+def mnist(
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="A tiny budget (about a minute) that runs every stage, in its own "
+                        "folders (runs/reproduce/mnist-quick).")] = False,
+    data: Annotated[str | None, typer.Option(help="MNIST folder \\[default: "
+                                             "../shared/data/mnist].")] = None,
+    zoo_dir: Annotated[Path | None, typer.Option(
+        "--zoo", help="Zoo folder \\[default: runs/zoo; --quick: <work>/zoo].")] = None,
+    work: Annotated[Path | None, typer.Option(
+        help="Folder for generators and sweep checkpoints \\[default: runs/reproduce/mnist].")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Folder for mnist.md/.json/.csv/-sweep.png \\[default: "
+                            "docs/reproduction; --quick: <work>].")] = None,
+    cache: Annotated[Path | None, typer.Option(
+        help="Crafted-set cache \\[default: runs/cache; --quick: <work>/cache].")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Generator epochs \\[default: 3].")] = None,
+    train_limit: Annotated[int | None, typer.Option(
+        help="Generator training images \\[default: all 60,000].")] = None,
+    lambda_gradcam: Annotated[float | None, typer.Option(
+        "--lambda", help="Fix lambda \\[default: the sweep's best lambda > 0].")] = None,
+    limit: Annotated[int | None, typer.Option(
+        help="Test images in the table \\[default: all 10,000].")] = None,
+    sweep_lambdas: Annotated[str | None, typer.Option(
+        help="Comma-separated sweep lambdas \\[default: 0,0.2,0.4,0.6,0.8].")] = None,
+    sweep_epochs: Annotated[int | None, typer.Option(
+        help="Epochs per sweep lambda \\[default: 2].")] = None,
+    sweep_train_limit: Annotated[int | None, typer.Option(
+        help="Training images per sweep lambda \\[default: 20,000].")] = None,
+    device: Annotated[str | None, typer.Option(help="torch device: cpu or cuda.")] = None,
+) -> None:
+    """The MNIST table (3 sources + ensemble x 5 methods x 3 targets) and lambda sweep.
+
+    Every stage resumes: rerun the same command after an interruption. Writes
+    docs/reproduction/mnist.md with .json, .csv and mnist-sweep.png.
+
+    Example: agscm reproduce mnist --quick
+    """
+    from agscm.eval.reproduce import MnistBudget, reproduce_mnist
+
+    given: dict[str, Any] = {
+        "data": data, "zoo_dir": zoo_dir, "out_dir": out, "cache_dir": cache, "epochs": epochs,
+        "train_limit": train_limit, "lambda_gradcam": lambda_gradcam, "limit": limit,
+        "sweep_lambdas": tuple(parse_lambdas(sweep_lambdas)) if sweep_lambdas else None,
+        "sweep_epochs": sweep_epochs, "sweep_train_limit": sweep_train_limit, "device": device}
+    changes = {key: str(value) if isinstance(value, Path) else value
+               for key, value in given.items() if value is not None}
+    if quick:
+        budget = MnistBudget.quick(**({"work_dir": str(work)} if work else {}), **changes)
+    else:
+        budget = MnistBudget(**changes, **({"work_dir": str(work)} if work else {}))
+    result = reproduce_mnist(budget, _command(quick, work, given))
+    for line in result.files:
+        typer.echo(f"wrote {line}")
+
+
+def _command(quick: bool, work: Path | None, given: dict[str, Any]) -> str:
+    """The `agscm reproduce mnist` line as given (options left out keep their defaults)."""
+    flags = {"zoo_dir": "--zoo", "out_dir": "--out", "cache_dir": "--cache",
+             "lambda_gradcam": "--lambda"}
+    parts = ["agscm", "reproduce", "mnist", *(["--quick"] if quick else [])]
+    if work:
+        parts += ["--work", str(work)]
+    for key, value in given.items():
+        if value is not None:
+            text = ",".join(f"{v:g}" for v in value) if isinstance(value, tuple) else str(value)
+            parts += [flags.get(key, "--" + key.replace("_", "-")), text]
+    return " ".join(shlex.quote(part) for part in parts)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("evaluate")(evaluate)
+    app.command("sweep")(sweep)
+    app.add_typer(reproduce_app, name="reproduce")

@@ -1,0 +1,95 @@
+"""AEG-GC training throughput: images per second of full training steps on real MNIST.
+
+    python benchmarks/bench_train.py --source runs/zoo/mnist-natural.safetensors \
+        --out benchmarks/results/train_throughput.json
+
+A step is the faithful default: generator forward, clean Grad-CAM, second-order Grad-CAM of
+x' (create_graph=True), CE + hinge + lambda * Grad-CAM loss, backward and an Adam update.
+Speed does not depend on the source's weights; without --source a randomly initialised MNIST
+CNN is used and the JSON says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from agscm.data import load_split
+from agscm.train.checkpoint import save_checkpoint
+from agscm.train.models import ClassifierConfig, build_classifier
+from agscm.train.trainer import SourceSpec, TrainConfig, load_sources, resolve_config, step_loss
+from agscm.train.generator import Generator, GeneratorConfig
+
+
+def random_source(folder: Path) -> Path:
+    """A randomly initialised MNIST CNN checkpoint (speed does not depend on weights)."""
+    config = ClassifierConfig()
+    model = build_classifier(config)
+    path = folder / "random-mnist-cnn.safetensors"
+    save_checkpoint(path, {f"model.{k}": v for k, v in model.state_dict().items()},
+                    {"kind": "classifier", "model": asdict(config), "train": {}, "epoch": 0,
+                     "history": []})
+    return path
+
+
+def measure(source: Path, data: str, batch_size: int, steps: int, first_order: bool,
+            lambda_gradcam: float) -> float:
+    train = load_split(data, "train").subset(batch_size * (steps + 2))
+    config = resolve_config(TrainConfig(data=data, out="unused", sources=[SourceSpec(str(source))],
+                                  first_order=first_order, lambda_gradcam=lambda_gradcam,
+                                  batch_size=batch_size), train)
+    sources = load_sources(config, train)
+    torch.manual_seed(0)
+    generator = Generator(GeneratorConfig(channels=1, eps=0.3))
+    optimizer = torch.optim.Adam(generator.parameters(), lr=1e-3)
+    images = torch.from_numpy(train.as_float())
+    labels = torch.from_numpy(train.labels)
+
+    def step(index: int) -> None:
+        batch = slice(index * batch_size, (index + 1) * batch_size)
+        loss, _ = step_loss(generator, sources, images[batch], labels[batch], config)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step(steps)  # warm-up
+    start = time.perf_counter()
+    for index in range(steps):
+        step(index)
+    return batch_size * steps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--source", default=None, help="MNIST classifier checkpoint")
+    parser.add_argument("--data", default="../shared/data/mnist")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--out", default="benchmarks/results/train_throughput.json")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        source = Path(args.source) if args.source else random_source(Path(folder))
+        rows = {}
+        for label, first_order, lam in (("second-order (default)", False, 0.5),
+                                        ("first-order", True, 0.5), ("lambda 0 (no Grad-CAM)",
+                                                                     False, 0.0)):
+            rate = measure(source, args.data, args.batch_size, args.steps, first_order, lam)
+            rows[label] = round(rate, 1)
+            print(f"{label}: {rate:.0f} images/s (batch {args.batch_size}, "
+                  f"{torch.get_num_threads()} threads)")
+    result = {"source": str(args.source or "random-init MNIST CNN"), "batch_size": args.batch_size,
+              "steps": args.steps, "torch_threads": torch.get_num_threads(),
+              "images_per_second": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

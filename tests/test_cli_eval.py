@@ -1,0 +1,140 @@
+"""`agscm evaluate`, `agscm sweep` and `agscm reproduce mnist --quick` through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from agscm.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    """Tiny models run faster on one thread; two threads on a busy 2-core box spin and stall."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def colour_folder(tmp_path):
+    """An image folder of 3-channel 28x28 PNGs: data the MNIST models cannot read."""
+    root = tmp_path / "colour"
+    pixels = np.random.default_rng(0).integers(0, 256, (28, 28, 3), dtype=np.uint8)
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for index in range(20):
+            Image.fromarray(pixels).save(root / label / f"{index}.png")
+    return root
+
+
+def test_evaluate_writes_markdown_csv_and_json(tiny_zoo, mnist_dir, tmp_path) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(app, [
+        "evaluate", "--data", str(mnist_dir), "--zoo", str(tiny_zoo), "--source", "tiny-natural",
+        "--method", "fgsm", "--method", "mifgsm:steps=3", "--limit", "60",
+        "--cache", str(tmp_path / "cache"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "| tiny-natural | mifgsm:steps=3 |" in result.stdout
+    markdown = (out / "transfer.md").read_text()
+    for method in ("fgsm", "mifgsm:steps=3"):  # a row in the accuracy, success and size tables
+        assert markdown.count(f"\n| tiny-natural | {method} |") == 3
+    rows = (out / "transfer.csv").read_text().splitlines()
+    assert rows[0].startswith("source,method,target,white_box,accuracy,success_rate")
+    assert len(rows) == 3
+    payload = json.loads((out / "transfer.json").read_text())
+    assert payload["command"].startswith("agscm evaluate --data ")
+    assert payload["config"]["limit"] == 60 and len(payload["cells"]) == 2
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target", "nope"], "no model 'nope' in"),
+    (["--eps", "1.5"], "eps must be in (0, 1] for [0,1] pixels, got 1.5"),
+    (["--method", "cw"], "unknown method 'cw'"),
+    (["--generator", "tiny-natural"], "bad generator 'tiny-natural'; expected SOURCE=PATH"),
+])
+def test_evaluate_bad_inputs_are_one_line_errors(tiny_zoo, mnist_dir, tmp_path, args,
+                                                 message) -> None:
+    result = runner.invoke(app, ["evaluate", "--data", str(mnist_dir), "--zoo", str(tiny_zoo),
+                                 "--source", "tiny-natural", "--limit", "20", "--out",
+                                 str(tmp_path / "out"), *args])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert message in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_evaluate_channel_mismatch_is_one_line_error(tiny_zoo, colour_folder, tmp_path) -> None:
+    result = runner.invoke(app, ["evaluate", "--data", str(colour_folder), "--zoo",
+                                 str(tiny_zoo), "--source", "tiny-natural", "--out",
+                                 str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+    assert "images are 3x28x28 but model tiny-natural expects 1x28x28" in result.stderr
+
+
+def test_sweep_writes_table_and_plot_and_resumes(tiny_zoo, mnist_dir, tmp_path) -> None:
+    out = tmp_path / "sweep"
+    args = ["sweep", "--data", str(mnist_dir), "--zoo", str(tiny_zoo), "--source",
+            "tiny-natural", "--target", "tiny-natural", "--lambdas", "0,1", "--epochs", "1",
+            "--train-limit", "128", "--val-limit", "32", "--width", "4", "--residual-blocks",
+            "1", "--limit", "80", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    table = (out / "sweep.md").read_text()
+    assert "| lambda | success on tiny-natural |" in table and "\n| 1 | " in table
+    with Image.open(out / "sweep.png") as image:
+        assert image.format == "PNG" and image.size[0] > 300
+        assert len(set(np.asarray(image.convert("L")).ravel())) > 10  # lines and text drawn
+    rows = json.loads((out / "sweep.json").read_text())["rows"]
+    assert [row["lambda_gradcam"] for row in rows] == [0.0, 1.0]
+    assert all(0 <= row["success_rate"] <= 1 for row in rows)
+    checkpoints = sorted(out.glob("lambda-*.safetensors"))
+    assert [p.name for p in checkpoints] == ["lambda-0.safetensors", "lambda-1.safetensors"]
+    stamps = [os.stat(p).st_mtime_ns for p in checkpoints]
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert [os.stat(p).st_mtime_ns for p in checkpoints] == stamps  # resumed, not retrained
+    assert json.loads((out / "sweep.json").read_text())["rows"] == rows
+
+
+def test_sweep_bad_lambdas(tiny_zoo, mnist_dir, tmp_path) -> None:
+    result = runner.invoke(app, ["sweep", "--data", str(mnist_dir), "--zoo", str(tiny_zoo),
+                                 "--source", "tiny-natural", "--target", "tiny-natural",
+                                 "--lambdas", "0,x", "--out", str(tmp_path)])
+    assert result.exit_code == 1 and "bad lambda list '0,x'" in result.stderr
+
+
+def test_reproduce_mnist_quick_end_to_end(mnist_dir, tmp_path) -> None:
+    result = runner.invoke(app, ["reproduce", "mnist", "--quick", "--data", str(mnist_dir),
+                                 "--work", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    markdown = (tmp_path / "mnist.md").read_text()
+    payload = json.loads((tmp_path / "mnist.json").read_text())
+    reading = payload["reading"]
+    wins = reading["aeg_gc_lowest_vs_ata_pgd"]
+    assert reading["black_box_cells"] == 6
+    assert f"AEG-GC has the lowest accuracy in **{wins} of 6 black-box cells**" in markdown
+    lost = [c for c in reading["comparisons"] if not c["won"]]
+    assert len(lost) == 6 - wins
+    for cell in lost:
+        assert f"{cell['source']} -> {cell['target']} (AEG-GC" in markdown
+    assert "Command: `agscm reproduce mnist --quick --work" in markdown
+    assert "The paper's MNIST table" in markdown and "| natural | AEG-GC | 0.1500 |" in markdown
+    assert "| quick-natural+quick-adv | aeg-gc |" in markdown
+    cells = payload["transfer"]["cells"]
+    assert len(cells) == (3 * 5 + 1) * 3
+    assert len((tmp_path / "mnist.csv").read_text().splitlines()) == 1 + len(cells)
+    with Image.open(tmp_path / "mnist-sweep.png") as image:
+        assert image.format == "PNG"
+    assert [row["lambda_gradcam"] for row in payload["sweep"]["rows"]] == [0.0, 0.5]

@@ -1,0 +1,232 @@
+"""Transfer tables on real MNIST: table shape and bold, white-box PGD, the crafted-set cache,
+AEG-GC from a checkpoint or its ONNX export, and the checks that fail before any crafting."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from agscm.attacks.craft import CraftResult
+from agscm.errors import AgscmError
+from agscm.eval.cache import CraftCache
+from agscm.eval.methods import BaselineMethod, GeneratorMethod, MethodSpec, parse_method
+from agscm.eval.report import cell_grid, transfer_markdown, write_transfer
+from agscm.eval.reproduce import MnistBudget, compare_black_box
+from agscm.eval.transfer import EvalConfig, TransferResult, evaluate
+from agscm.train.trainer import SourceSpec, TrainConfig, train_generator
+from agscm.train.zoo import ZooConfig, train_classifier
+
+ENSEMBLE = "tiny-natural+tiny-adv"
+PGD = "pgd:steps=10"  # alpha 0.04: ten steps cover the 0.3 ball; a quarter of Madry's 40
+METHODS = ["aeg-gc", PGD, "fgsm"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread():
+    """Tiny models run faster on one thread; two threads on a busy 2-core box spin and stall."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def zoo(tiny_zoo, mnist_dir, tmp_path_factory) -> Path:
+    """tiny-natural plus tiny-adv (FGSM-RS, one epoch on 600 digits) in a folder of our own."""
+    folder = tmp_path_factory.mktemp("eval-zoo")
+    shutil.copy(tiny_zoo / "tiny-natural.safetensors", folder)
+    train_classifier(ZooConfig(data=str(mnist_dir), kind="adv", epochs=1, train_limit=600),
+                     folder / "tiny-adv.safetensors", test_limit=100)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def generators(zoo, mnist_dir, tmp_path_factory) -> dict[str, str]:
+    """Tiny AEG-GC generators (one epoch on 256 digits) for each source and the ensemble."""
+    folder = tmp_path_factory.mktemp("generators")
+    members = {"tiny-natural": ["tiny-natural"], "tiny-adv": ["tiny-adv"],
+               ENSEMBLE: ["tiny-natural", "tiny-adv"]}
+    return {label: str(train_generator(TrainConfig(
+        data=str(mnist_dir), out=str(folder / f"{label}.safetensors"),
+        sources=[SourceSpec(name) for name in names], zoo_dir=str(zoo), epochs=1, batch_size=64,
+        lr=5e-3, width=4, residual_blocks=1, train_limit=256, val_limit=32)).path)
+        for label, names in members.items()}
+
+
+@pytest.fixture(scope="module")
+def config(zoo, generators, mnist_dir, tmp_path_factory) -> EvalConfig:
+    return EvalConfig(data=str(mnist_dir), sources=["tiny-natural", "tiny-adv"],
+                      targets=["tiny-natural"], methods=METHODS, generators=generators,
+                      zoo_dir=str(zoo), limit=100, batch_size=100,
+                      cache_dir=str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="module")
+def first(config) -> TransferResult:
+    return evaluate(config, progress=False)
+
+
+@pytest.fixture(scope="module")
+def second(first, config) -> TransferResult:
+    """The same sets with one more target; crafting is forbidden, so all must come from the cache."""
+    def forbidden(*args, **kwargs):
+        raise AssertionError("crafted again instead of reusing the cache")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BaselineMethod, "craft", forbidden)
+        patch.setattr(GeneratorMethod, "craft", forbidden)
+        return evaluate(replace(config, targets=["tiny-natural", "tiny-adv"]), progress=False)
+
+
+def test_adding_a_target_reuses_the_cache(first, second) -> None:
+    assert not any(s.cached for s in first.sets) and all(s.cached for s in second.sets)
+    assert [s.images_per_second for s in second.sets] == [s.images_per_second for s in first.sets]
+    for cell in first.cells:
+        again = second.cell(cell.source, cell.method, cell.target)
+        assert again is not None and again.accuracy == cell.accuracy
+
+
+def test_changed_settings_craft_again(config, first) -> None:
+    weak = "pgd:alpha=0.01,steps=2"  # moves at most 0.02
+    result = evaluate(replace(config, sources=["tiny-natural"], methods=[weak], generators={}),
+                      progress=False)
+    assert [s.cached for s in result.sets] == [False]
+    stronger = first.cell("tiny-natural", PGD, "tiny-natural")
+    weaker = result.cell("tiny-natural", weak, "tiny-natural")
+    assert stronger is not None and weaker is not None
+    assert weaker.accuracy > stronger.accuracy
+
+
+def test_table_shape(second, tmp_path) -> None:
+    rows = [(source, method) for source in ("tiny-natural", "tiny-adv") for method in METHODS]
+    assert second.rows() == [*rows, (ENSEMBLE, "aeg-gc")]
+    assert second.targets == ["tiny-natural", "tiny-adv"]
+    assert len(second.cells) == len(second.rows()) * 2
+    assert set(second.clean_accuracy) == {"tiny-natural", "tiny-adv"}
+    assert all(0.5 < acc <= 1 for acc in second.clean_accuracy.values())
+    for crafted in second.sets:
+        assert crafted.max_linf <= 0.3 + 1e-6 and crafted.mean_l2 > 0
+    ensemble = [c for c in second.cells if c.source == ENSEMBLE]
+    assert all(c.white_box for c in ensemble)  # both targets are the ensemble's own sources
+    paths = write_transfer(second, tmp_path)
+    assert [p.name for p in paths] == ["transfer.md", "transfer.csv", "transfer.json"]
+    assert len(paths[1].read_text().splitlines()) == 1 + len(second.cells)
+    assert f"| tiny-adv | {PGD} |" in paths[0].read_text()
+
+
+def test_bold_marks_the_lowest_accuracy_of_each_group(second) -> None:
+    grid = cell_grid(second, lambda c: c.accuracy, min)
+    for column, target in enumerate(second.targets, start=2):
+        for source in ("tiny-natural", "tiny-adv"):
+            group = [row for row in grid if row[0] == source]
+            values = [float(re.sub(r"[*_]", "", row[column])) for row in group]
+            bold = [row[column].startswith("**") for row in group]
+            assert bold == [value == min(values) for value in values], (source, target)
+    ensemble_row = next(row for row in grid if row[0] == ENSEMBLE)
+    assert not any("**" in text for text in ensemble_row)  # nothing to compare it with
+    assert "**" in transfer_markdown(second)
+
+
+def test_white_box_pgd_on_the_natural_model_is_near_zero(second) -> None:
+    white = second.cell("tiny-natural", PGD, "tiny-natural")
+    transfer = second.cell("tiny-natural", PGD, "tiny-adv")
+    assert white is not None and transfer is not None
+    assert white.white_box and not transfer.white_box
+    assert white.accuracy < 0.05 and white.success_rate > 0.95
+
+
+def test_black_box_comparison_counts_off_diagonal_cells(second) -> None:
+    comparisons = compare_black_box(second, ["tiny-natural", "tiny-adv"], ("pgd", "fgsm"))
+    assert [(c.source, c.target) for c in comparisons] == [("tiny-natural", "tiny-adv"),
+                                                         ("tiny-adv", "tiny-natural")]
+    for comparison in comparisons:
+        rivals = [second.cell(comparison.source, m, comparison.target) for m in (PGD, "fgsm")]
+        assert comparison.rival_accuracy == min(c.accuracy for c in rivals if c)
+
+
+def test_onnx_generator_matches_its_checkpoint(config, generators, tmp_path) -> None:
+    from agscm.export.pipeline import export_checkpoint
+
+    onnx_path = tmp_path / "g.onnx"
+    export_checkpoint(Path(generators["tiny-natural"]), onnx_path, data=config.data)
+    small = replace(config, sources=["tiny-natural"], methods=["aeg-gc"], limit=50, cache_dir=None)
+    torch_result = evaluate(replace(small, generators={"tiny-natural": generators["tiny-natural"]}),
+                            progress=False)
+    onnx_result = evaluate(replace(small, generators={"tiny-natural": str(onnx_path)}),
+                           progress=False)
+    assert onnx_result.sets[0].settings["format"] == "onnx"
+    assert onnx_result.sets[0].mean_linf == pytest.approx(torch_result.sets[0].mean_linf, abs=1e-5)
+    assert onnx_result.cells[0].accuracy == pytest.approx(torch_result.cells[0].accuracy,
+                                                          abs=0.021)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"eps": 1.5}, r"eps must be in \(0, 1\]"),
+    ({"methods": ["cw"]}, "unknown method 'cw'; choose one of aeg-gc, fgsm"),
+    ({"methods": ["pgd:steps"]}, "bad method option 'steps'"),
+    ({"methods": ["fgsm:steps=3"], "generators": {}}, "fgsm takes no steps"),
+    ({"methods": [PGD]}, "generators were given but aeg-gc is not among the methods"),
+    ({"targets": ["nope"]}, "no model 'nope' in"),
+    ({"eps": 0.2}, "trained at linf eps 0.3 but the evaluation uses L-inf eps 0.2"),
+])
+def test_bad_configs_fail_before_crafting(config, changes, message) -> None:
+    with pytest.raises(AgscmError, match=message):
+        evaluate(replace(config, **changes), progress=False)
+
+
+def test_generator_attached_to_the_wrong_source(config, generators) -> None:
+    swapped = {"tiny-natural": generators["tiny-adv"], "tiny-adv": generators["tiny-natural"]}
+    with pytest.raises(AgscmError, match="trained against tiny-adv, not tiny-natural"):
+        evaluate(replace(config, generators=swapped), progress=False)
+    with pytest.raises(AgscmError, match="needs a generator for source 'tiny-adv'"):
+        evaluate(replace(config, generators={"tiny-natural": generators["tiny-natural"]}),
+                 progress=False)
+
+
+def test_parse_method() -> None:
+    assert parse_method("PGD:steps=20, alpha=0.02,random-start=false") == MethodSpec(
+        "pgd", (("alpha", 0.02), ("random_start", False), ("steps", 20)))
+    assert parse_method("ata:layer=relu1").label == "ata:layer=relu1"
+    with pytest.raises(AgscmError, match="aeg-gc takes no options"):
+        parse_method("aeg-gc:lambda=0.5")
+
+
+def test_cache_crafts_once_and_recovers_from_a_damaged_file(tmp_path) -> None:
+    labels = np.arange(4)
+    calls = []
+
+    def make() -> CraftResult:
+        calls.append(1)
+        return CraftResult(np.full((4, 1, 4, 4), len(calls), np.float32), 1.0, 4.0)
+
+    cache = CraftCache(tmp_path)
+    key = {"settings": {"method": "pgd", "eps": 0.3}, "data": "x"}
+    first = cache.fetch("src-pgd", key, labels, make)
+    again = cache.fetch("src-pgd", key, labels, make)
+    assert (len(calls), first.cached, again.cached) == (1, False, True)
+    np.testing.assert_array_equal(again.result.adversarial, first.result.adversarial)
+    assert (cache.crafted, cache.reused) == (1, 1)
+    assert cache.fetch("src-pgd", {**key, "data": "y"}, labels, make).cached is False
+    assert first.path is not None
+    first.path.write_bytes(b"not a zip")
+    assert cache.fetch("src-pgd", key, labels, make).cached is False
+    assert cache.fetch("src-pgd", key, labels, make).cached is True
+    assert not list(tmp_path.glob(".*"))  # no temp files left behind
+    assert len(calls) == 3
+
+
+def test_default_budget_reuses_the_zoo_being_trained() -> None:
+    """The reproduction must resume runs/zoo, so its zoo configs equal the ones used there."""
+    configs = MnistBudget().zoo_configs()
+    data = "../shared/data/mnist"
+    assert configs == {
+        "mnist-natural": ZooConfig(data=data, kind="natural", epochs=4),
+        "mnist-adv": ZooConfig(data=data, kind="adv", epochs=12, eps_warmup_epochs=2),
+        "mnist-secret": ZooConfig(data=data, kind="secret", epochs=12, eps_warmup_epochs=2)}
+    assert MnistBudget().zoo_dir == "runs/zoo"

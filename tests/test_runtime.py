@@ -1,0 +1,358 @@
+"""The torch-free runtime's Python API: sessions, model checks, arrays, images, files, folders."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from PIL import Image
+from runtime_helpers import GeneratorFiles, export_random_generator, mnist_pngs
+
+from agscm.errors import AgscmError
+from agscm.runtime import FolderOptions, Perturber
+from agscm.runtime.arrays import distortion, pad_to_multiple, quantize
+from agscm.runtime.files import (
+    atomic_path,
+    check_destination,
+    output_names,
+    parse_shard,
+    temp_path,
+    walk,
+)
+from agscm.runtime.images import ImageError, NotAnImage, read_image
+from agscm.runtime.session import (
+    CPU,
+    CUDA,
+    THREADS_ENV,
+    choose_providers,
+    resolve_threads,
+    session_options,
+)
+
+NO_CUDA = CUDA not in ort.get_available_providers()
+
+
+@pytest.fixture(scope="module")
+def rgb_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_random_generator(tmp_path_factory.getbasetemp() / "rgb-linf.onnx", 3)
+
+
+# --- sessions -------------------------------------------------------------------------------
+
+def test_device_cpu_and_auto_choose_available_providers() -> None:
+    assert choose_providers("cpu") == [CPU]
+    assert choose_providers("auto")[0] == (CPU if NO_CUDA else CUDA)
+
+
+@pytest.mark.skipif(not NO_CUDA, reason="CUDA is available here, so it cannot be missing")
+def test_device_cuda_without_cuda_fails_loudly(mnist_generator: GeneratorFiles) -> None:
+    with pytest.raises(AgscmError, match="CUDAExecutionProvider is not available"):
+        Perturber(mnist_generator.onnx, device="cuda")
+
+
+def test_auto_reports_the_provider_it_got(mnist_generator: GeneratorFiles) -> None:
+    perturber = Perturber(mnist_generator.onnx, device="auto")
+    assert perturber.provider == (CPU if NO_CUDA else CUDA)
+
+
+def test_bad_device_and_provider_names_are_errors() -> None:
+    with pytest.raises(AgscmError, match="unknown device 'gpu'"):
+        choose_providers("gpu")
+    with pytest.raises(AgscmError, match="NoSuchExecutionProvider not available"):
+        choose_providers(providers=["NoSuchExecutionProvider"])
+
+
+def test_threads_come_from_argument_then_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(THREADS_ENV, "3")
+    assert resolve_threads() == 3
+    assert session_options().intra_op_num_threads == 3
+    assert session_options(2).intra_op_num_threads == 2
+    monkeypatch.setenv(THREADS_ENV, "many")
+    with pytest.raises(AgscmError, match="AGSCM_THREADS"):
+        resolve_threads()
+
+
+# --- model validation -----------------------------------------------------------------------
+
+def test_a_file_that_is_not_onnx_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "G.onnx"
+    path.write_text("this is not a model")
+    with pytest.raises(AgscmError, match="not a loadable ONNX model"):
+        Perturber(path)
+
+
+def test_an_onnx_file_that_is_not_a_generator_is_a_clear_error(tmp_path: Path) -> None:
+    tensor = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4])
+    output = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "g",
+                                   [tensor], [output])
+    path = tmp_path / "identity.onnx"
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]),
+              path)
+    with pytest.raises(AgscmError, match="not an agscm generator .*expected input 'image'"):
+        Perturber(path)
+
+
+def test_a_generator_without_metadata_is_refused(mnist_generator: GeneratorFiles,
+                                                 tmp_path: Path) -> None:
+    model = onnx.load(mnist_generator.onnx)
+    del model.metadata_props[:]
+    onnx.save(model, tmp_path / "bare.onnx")
+    with pytest.raises(AgscmError, match="missing agscm metadata keys: agscm_version"):
+        Perturber(tmp_path / "bare.onnx")
+
+
+def test_unsupported_channel_count_is_refused(tmp_path: Path) -> None:
+    path = export_random_generator(tmp_path / "two.onnx", channels=2)
+    with pytest.raises(AgscmError, match="2-channel generators are not supported"):
+        Perturber(path)
+
+
+# --- arrays and images through the model ----------------------------------------------------
+
+def test_perturb_array_any_size_matches_pytorch(mnist_generator: GeneratorFiles,
+                                               mnist_dir: Path) -> None:
+    import torch
+
+    from agscm.data import load_split
+    from agscm.export.onnx_export import ContractModule
+    from agscm.train.generator_checkpoint import load_generator
+
+    images = load_split(mnist_dir, "test").subset(6).as_float()[..., :27, 2:24]  # 27 x 22
+    adversarial = Perturber(mnist_generator.onnx, device="cpu").perturb_array(images)
+    assert adversarial.shape == images.shape and adversarial.dtype == np.float32
+    assert adversarial.min() >= 0 and adversarial.max() <= 1
+    assert np.abs(adversarial - images).max() <= 0.3 + 1e-6
+    assert np.abs(adversarial - images).max() > 0.1  # it does perturb
+    generator, _, _ = load_generator(mnist_generator.checkpoint)
+    with torch.no_grad():
+        expected = ContractModule(generator)(torch.from_numpy(pad_to_multiple(images, 4)))[0]
+    np.testing.assert_allclose(adversarial, expected.numpy()[..., :27, :22], atol=1e-5)
+
+
+def test_perturb_array_rejects_the_wrong_channel_count(mnist_generator: GeneratorFiles) -> None:
+    with pytest.raises(AgscmError, match=r"expected a float32 batch \(N, 1, H, W\)"):
+        Perturber(mnist_generator.onnx).perturb_array(np.zeros((1, 3, 8, 8), np.float32))
+
+
+def test_perturb_image_keeps_alpha_untouched_and_stays_in_budget(rgb_model: Path) -> None:
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, (30, 45, 4), dtype=np.uint8)
+    result = Perturber(rgb_model).perturb_image(Image.fromarray(rgba, "RGBA"))
+    assert result.mode == "RGBA" and result.size == (45, 30)
+    out = np.asarray(result)
+    np.testing.assert_array_equal(out[..., 3], rgba[..., 3])
+    assert np.abs(out[..., :3].astype(int) - rgba[..., :3]).max() <= 8  # eps 8/255
+
+
+def test_grey_model_converts_colour_images(mnist_generator: GeneratorFiles) -> None:
+    result = Perturber(mnist_generator.onnx).perturb_image(Image.new("RGB", (13, 9), "red"))
+    assert result.mode == "L" and result.size == (13, 9)
+
+
+def test_pad_reflects_to_the_multiple() -> None:
+    batch = np.arange(2 * 1 * 5 * 6, dtype=np.float32).reshape(2, 1, 5, 6)
+    padded = pad_to_multiple(batch, 4)
+    assert padded.shape == (2, 1, 8, 8)
+    np.testing.assert_array_equal(padded[..., :5, :6], batch)
+    np.testing.assert_array_equal(padded[..., 5, :6], batch[..., 3, :])  # reflection, not edge
+    assert pad_to_multiple(padded, 4) is padded
+
+
+def test_quantize_keeps_the_linf_budget_in_8_bit_steps() -> None:
+    clean = np.ones((1, 2, 2, 1), np.uint8)
+    adversarial = np.full((1, 1, 2, 2), 1 / 255 + 0.3, np.float32)  # delta == eps (tanh = 1)
+    assert quantize(adversarial, clean, None).max() == 78  # 77.5 rounds 77 steps past clean
+    assert quantize(adversarial, clean, 0.3).max() == 1 + 76
+
+
+def test_distortion_measures() -> None:
+    clean = np.zeros((4, 4, 1), np.uint8)
+    assert distortion(clean, clean) == {"linf": 0.0, "l2": 0.0, "psnr": None}
+    stepped = clean + 51
+    measures = distortion(clean, stepped)
+    assert measures["linf"] == pytest.approx(0.2)
+    assert measures["l2"] == pytest.approx(0.2 * 4)
+    assert measures["psnr"] == pytest.approx(10 * np.log10(1 / 0.04))
+
+
+# --- decoding -------------------------------------------------------------------------------
+
+def test_cmyk_16_bit_palette_and_alpha_images_convert(tmp_path: Path) -> None:
+    Image.new("CMYK", (6, 4), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg", quality=95)
+    cmyk = read_image(tmp_path / "cmyk.jpg", "RGB")
+    assert cmyk.values.shape == (4, 6, 3) and cmyk.alpha is None
+    assert cmyk.values[..., 0].min() > 200 and cmyk.values[..., 1].max() < 60  # red
+
+    wide = np.array([[0, 257 * 100, 65535]], np.uint16)
+    Image.fromarray(wide).save(tmp_path / "sixteen.png")
+    assert Image.open(tmp_path / "sixteen.png").mode.startswith("I")
+    np.testing.assert_array_equal(read_image(tmp_path / "sixteen.png", "L").values[..., 0],
+                                  [[0, 100, 255]])
+
+    palette = Image.new("P", (5, 3), 1)
+    palette.putpalette([0, 0, 0, 200, 100, 50] + [0] * 762)
+    palette.putpixel((0, 0), 0)
+    palette.save(tmp_path / "palette.png", transparency=0)
+    pixels = read_image(tmp_path / "palette.png", "RGB")
+    assert pixels.alpha is not None and pixels.alpha[0, 0] == 0 and pixels.alpha[1, 1] == 255
+    assert tuple(pixels.values[1, 1]) == (200, 100, 50)
+
+    Image.new("LA", (3, 2), (90, 17)).save(tmp_path / "la.png")
+    grey = read_image(tmp_path / "la.png", "L")
+    assert grey.values.shape == (2, 3, 1) and grey.values.max() == 90 and grey.alpha.max() == 17
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: rotate 90 degrees clockwise to view
+    Image.new("RGB", (40, 20), "white").save(tmp_path / "turned.jpg", exif=exif.tobytes())
+    assert read_image(tmp_path / "turned.jpg", "RGB").values.shape == (40, 20, 3)
+
+
+def _png_claiming_size(path: Path, width: int, height: int) -> None:
+    """A small PNG whose header claims `width` x `height`: a decompression bomb's signature."""
+    Image.new("L", (8, 8)).save(path)
+    data = bytearray(path.read_bytes())
+    header = struct.pack(">II", width, height) + bytes(data[24:29])
+    data[16:29] = header
+    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    path.write_bytes(bytes(data))
+
+
+def test_decompression_bombs_are_refused_from_the_header(tmp_path: Path) -> None:
+    _png_claiming_size(tmp_path / "bomb.png", 40000, 40000)
+    with pytest.raises(ImageError, match="decompression bomb"):
+        read_image(tmp_path / "bomb.png", "L")
+    Image.new("L", (28, 28)).save(tmp_path / "small.png")
+    with pytest.raises(ImageError, match="28x28 = 784 pixels is over the limit of 500"):
+        read_image(tmp_path / "small.png", "L", max_pixels=500)
+
+
+def test_empty_truncated_and_foreign_files(tmp_path: Path) -> None:
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(NotAnImage, match="empty file"):
+        read_image(tmp_path / "empty.png", "L")
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), np.uint8)).save(
+        tmp_path / "whole.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "whole.png").read_bytes()[:300])
+    with pytest.raises(ImageError, match="corrupt"):
+        read_image(tmp_path / "cut.png", "L")
+    (tmp_path / "text.png").write_text("<html>not found</html>")
+    with pytest.raises(NotAnImage, match="not an image"):
+        read_image(tmp_path / "text.png", "L")
+
+
+# --- the file system ------------------------------------------------------------------------
+
+def test_output_names_keep_colliding_inputs_apart() -> None:
+    names = output_names([Path("a.jpg"), Path("a.png"), Path("b.JPG"), Path("b.jpeg"),
+                          Path("d/c.tif")], ".png")
+    assert names == {Path("a.jpg"): Path("a.jpg.png"), Path("a.png"): Path("a.png"),
+                     Path("b.JPG"): Path("b.png"), Path("b.jpeg"): Path("b.jpeg.png"),
+                     Path("d/c.tif"): Path("d/c.png")}
+
+
+def test_parse_shard() -> None:
+    assert parse_shard("1/3") == (1, 3)
+    for bad in ("3/3", "1", "a/b", "0/0"):
+        with pytest.raises(AgscmError, match="--shard"):
+            parse_shard(bad)
+
+
+def test_output_inside_or_equal_to_input_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    for out in (tmp_path / "in", tmp_path / "in" / "out", tmp_path / "in" / "."):
+        with pytest.raises(AgscmError, match="inside the input folder"):
+            check_destination(tmp_path / "in", out)
+        check_destination(tmp_path / "in", out, allow_inside=True)
+    check_destination(tmp_path / "in", tmp_path / "out")
+    with pytest.raises(AgscmError, match="input folder not found"):
+        check_destination(tmp_path / "missing", tmp_path / "out")
+
+
+def test_walk_reports_loops_broken_links_and_special_files(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "x.png").write_bytes(b"x")
+    os.symlink("..", tmp_path / "a" / "b" / "up")  # a folder loop
+    os.symlink("self", tmp_path / "self")  # a link to itself
+    os.symlink("missing", tmp_path / "gone")
+    os.symlink("a/b", tmp_path / "alias")  # a plain folder link is followed
+    os.mkfifo(tmp_path / "pipe")
+    found = {entry.relative.as_posix(): entry for entry in walk(tmp_path)}
+    assert found["a/b/x.png"].problem is None and found["alias/x.png"].problem is None
+    assert found["a/b/up"].problem.startswith("symlink loop")
+    assert found["alias/up/b"].problem.startswith("symlink loop")  # alias/up is `a` again
+    assert found["self"].problem == "symlink loop"
+    assert found["gone"].problem == "broken symlink"
+    assert found["pipe"].problem == "not a regular file" and not found["pipe"].failed
+
+
+def test_atomic_path_leaves_nothing_behind_on_error(tmp_path: Path) -> None:
+    target = tmp_path / "out.png"
+    with pytest.raises(RuntimeError), atomic_path(target) as temp:
+        temp.write_bytes(b"half")
+        raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+    temp_path(target).write_bytes(b"stale from a killed run")
+    with atomic_path(target) as temp:
+        temp.write_bytes(b"done")
+    assert list(tmp_path.iterdir()) == [target] and target.read_bytes() == b"done"
+
+
+# --- folders --------------------------------------------------------------------------------
+
+def test_perturb_folder_writes_every_image_and_the_manifest(
+        mnist_generator: GeneratorFiles, mnist_dir: Path, tmp_path: Path) -> None:
+    mnist_pngs(tmp_path / "in" / "sub", mnist_dir, 20)
+    seen = []
+    summary = Perturber(mnist_generator.onnx).perturb_folder(
+        tmp_path / "in", tmp_path / "out", FolderOptions(batch_size=7), on_record=seen.append)
+    assert summary.counts == {"ok": 20, "exists": 0, "ignored": 0, "failed": 0}
+    assert len(seen) == 20 and summary.max_linf <= 76 / 255
+    rows = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").open()]
+    assert {row["status"] for row in rows} == {"ok"} and len(rows) == 20
+    for row in rows:
+        clean = np.asarray(Image.open(row["input"]), np.int16)
+        saved = np.asarray(Image.open(row["output"]), np.int16)
+        assert row["size"] == [28, 28]
+        assert row["linf"] == pytest.approx(np.abs(saved - clean).max() / 255)
+        assert row["psnr"] is not None and 5 < row["psnr"] < 60
+
+
+def test_a_batch_the_model_cannot_run_fails_only_its_files(
+        mnist_generator: GeneratorFiles, mnist_dir: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    mnist_pngs(tmp_path / "in", mnist_dir, 4)
+    Image.new("L", (300, 200)).save(tmp_path / "in" / "big.png")
+    perturber = Perturber(mnist_generator.onnx)
+    run = perturber.model.run
+
+    def out_of_memory(batch: np.ndarray) -> np.ndarray:
+        if batch.shape[-1] == 300:
+            raise MemoryError("cannot allocate 1.2 GiB")
+        return run(batch)
+
+    monkeypatch.setattr(perturber.model, "run", out_of_memory)
+    summary = perturber.perturb_folder(tmp_path / "in", tmp_path / "out")
+    assert summary.counts["ok"] == 4 and summary.failed == 1
+    assert summary.failures[0].input.endswith("big.png")
+    assert "the model failed on this image (cannot allocate" in summary.failures[0].error
+
+
+def test_batching_does_not_change_the_output(mnist_generator: GeneratorFiles, mnist_dir: Path,
+                                             tmp_path: Path) -> None:
+    """Resumed runs batch differently; their outputs must still be the same bytes."""
+    mnist_pngs(tmp_path / "in", mnist_dir, 12)
+    perturber = Perturber(mnist_generator.onnx)
+    perturber.perturb_folder(tmp_path / "in", tmp_path / "one", FolderOptions(batch_size=1))
+    perturber.perturb_folder(tmp_path / "in", tmp_path / "all", FolderOptions(batch_size=64))
+    for path in (tmp_path / "one").glob("*.png"):
+        assert path.read_bytes() == (tmp_path / "all" / path.name).read_bytes()
