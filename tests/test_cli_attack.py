@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from agscm.cli import app
-from agscm.commands.attack import _check_fits
+from agscm.eval.methods import check_fits
 from agscm.data import ImageSet, load_split
 from agscm.errors import AgscmError
 from agscm.train.zoo import ZooConfig, train_classifier
@@ -99,6 +99,6 @@ def test_channel_mismatch_is_reported(mnist_dir) -> None:
     grey = load_split(mnist_dir, "test").subset(4)
     colour = ImageSet(np.repeat(grey.images, 3, axis=1), grey.labels, grey.classes, "colour")
     meta = {"name": "m", "model": {"channels": 1, "image_size": [28, 28]}}
-    _check_fits(grey, meta)
+    check_fits(grey, meta)
     with pytest.raises(AgscmError, match="images are 3x28x28 but model m expects 1x28x28"):
-        _check_fits(colour, meta)
+        check_fits(colour, meta)

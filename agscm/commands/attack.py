@@ -53,30 +53,30 @@ def attack(
     from agscm.attacks.craft import craft
     from agscm.attacks.registry import attack_settings, make_attack
     from agscm.data import load_split
+    from agscm.eval.methods import check_fits
+    from agscm.eval.scoring import delta_size, predict
     from agscm.train.registry import load_classifier
 
     if batch_size < 1 or (limit is not None and limit < 1):
         raise AgscmError(f"batch size and limit must be >= 1, got {batch_size} and {limit}")
     images = load_split(data, split).subset(limit)
     model, meta = load_classifier(source, zoo_dir, device=device)
-    _check_fits(images, meta)
+    check_fits(images, meta)
     baseline = make_attack(method, model, eps, channels=images.channels, norm=norm, steps=steps,
                            alpha=alpha, lambda_ata=lambda_ata, layer=layer)
     torch.manual_seed(seed)
     result = craft(baseline, images, batch_size)
     clean = images.as_float()
-    delta = (result.adversarial - clean).reshape(len(images), -1)
-    correct = _predictions(model, clean, batch_size) == images.labels
-    fooled = _predictions(model, result.adversarial, batch_size) != images.labels
+    size = delta_size(result.adversarial, clean)
+    correct = predict(model, clean, batch_size) == images.labels
+    fooled = predict(model, result.adversarial, batch_size) != images.labels
     summary = {
         "method": method, "source": meta["name"], "source_path": meta["path"], "data": data,
         "split": split, "images": len(images), "settings": attack_settings(baseline),
         "clean_accuracy": float(correct.mean()),
         "adversarial_accuracy": float(1 - fooled.mean()),
         "success_rate": float(fooled[correct].mean()) if correct.any() else 0.0,
-        "mean_linf": float(np.abs(delta).max(axis=1).mean()),
-        "max_linf": float(np.abs(delta).max()),
-        "mean_l2": float(np.linalg.norm(delta, axis=1).mean()),
+        "mean_linf": size.mean_linf, "max_linf": size.max_linf, "mean_l2": size.mean_l2,
         "seconds": result.seconds, "images_per_second": result.images_per_second,
     }
     path = out or Path("runs") / "attack" / f"{meta['name']}-{method}.npz"
@@ -86,30 +86,6 @@ def attack(
                f"success {summary['success_rate']:.2%}, mean L-inf {summary['mean_linf']:.4f}, "
                f"mean L2 {summary['mean_l2']:.3f}, {result.images_per_second:.1f} images/s")
     typer.echo(f"wrote {path} and {summary_path}")
-
-
-def _check_fits(images: ImageSet, meta: dict[str, Any]) -> None:
-    """A data set the model cannot read is a one-line error, not a shape traceback."""
-    channels, size = meta["model"]["channels"], tuple(meta["model"]["image_size"])
-    if images.channels != channels or images.size != size:
-        raise AgscmError(f"{images.name}: images are {images.channels}x{images.size[0]}x"
-                         f"{images.size[1]} but model {meta['name']} expects {channels}x"
-                         f"{size[0]}x{size[1]}")
-
-
-def _predictions(model: Any, images: np.ndarray, batch_size: int) -> np.ndarray:
-    """Top-1 classes for float32 (N, C, H, W) images in [0, 1]."""
-    import torch
-
-    from agscm.attacks.craft import model_device
-
-    device = model_device(model)
-    classes = np.empty(len(images), dtype=np.int64)
-    with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            batch = torch.from_numpy(images[start:start + batch_size]).to(device)
-            classes[start:start + batch_size] = model(batch).argmax(1).cpu().numpy()
-    return classes
 
 
 def _save(path: Path, images: ImageSet, adversarial: np.ndarray, eps: float, norm: str,
