@@ -2,21 +2,42 @@
 # The torch-free runtime in a fresh venv holding the base install only (DESIGN §5): no torch,
 # no onnx; `agscm info` and `agscm perturb` must work there on real images.
 #
-# Usage: .ci/runtime_venv.sh G.onnx [IMAGE_DIR]
+# Usage: .ci/runtime_venv.sh [G.onnx [IMAGE_DIR]]
 #   G.onnx     a generator exported by `agscm export` in the main (training) environment
+#              [default: an untrained generator (width 4), saved and put through
+#              `agscm export` (with its parity checks on real MNIST) by the current
+#              environment's python, which must have the train extra]
 #   IMAGE_DIR  a folder of real images [default: 100 CIFAR-10 test JPEGs unpacked from
 #              $AGSCM_DATA/cifar10-jpeg.tar.gz, AGSCM_DATA defaulting to ../shared/data]
-# PYTHON picks the interpreter for the venv [default: python3].
+# PYTHON picks the interpreter for the new venv [default: python3].
 set -euo pipefail
 
-if [ $# -lt 1 ] || [ ! -f "$1" ]; then
-    echo "usage: $0 G.onnx [IMAGE_DIR]" >&2
-    exit 2
-fi
-model=$(realpath "$1")
 repo=$(cd "$(dirname "$0")/.." && pwd)
+data=${AGSCM_DATA:-$repo/../shared/data}
 work=$(mktemp -d "${TMPDIR:-/tmp}/agscm-runtime-venv.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+
+if [ $# -ge 1 ]; then
+    model=$(realpath "$1")
+else
+    model=$work/G.onnx
+    python - "$work/G.safetensors" "$data/mnist" <<'PY'
+import sys
+from pathlib import Path
+
+import torch
+
+from agscm.train.generator import Generator, GeneratorConfig
+from agscm.train.generator_checkpoint import save_generator
+
+torch.manual_seed(0)
+generator = Generator(GeneratorConfig(channels=1, width=4, residual_blocks=1, eps=0.3))
+save_generator(Path(sys.argv[1]), generator.eval(), {
+    "dataset": "mnist", "image_size": [28, 28], "sources": [], "lambda": 0.0,
+    "train": {"data": sys.argv[2], "note": "untrained: CI smoke test of the runtime"}})
+PY
+    python -c "from agscm.cli import main; main()" export "$work/G.safetensors" -o "$model"
+fi
 
 # Install from a copy of the tracked and new files, so the build leaves nothing in the repo.
 mkdir "$work/src"
@@ -34,7 +55,6 @@ echo "base install has no torch and no onnx"
 
 images=${2:-}
 if [ -z "$images" ]; then
-    data=${AGSCM_DATA:-$repo/../shared/data}
     images=$work/images
     mkdir -p "$images"
     tar -xzf "$data/cifar10-jpeg.tar.gz" -C "$images" --wildcards 'test/*/000?.jpg'

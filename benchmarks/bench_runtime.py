@@ -7,7 +7,9 @@ On `--threads` cores (default 2) it measures, for the same generator:
 1. inference: onnxruntime (the runtime's session options) vs torch eager, same threads and batch;
 2. end to end: `agscm perturb` folder -> folder in a child process, images/s for the CIFAR-10
    test JPEGs (32x32, unpacked to a temp folder outside the repo) and MNIST test digits
-   written as PNG, with the child's peak RSS (RUSAGE_CHILDREN of a small launcher);
+   written as PNG, with the child's peak RSS (RUSAGE_CHILDREN of a small launcher); the
+   fp32 runs are repeated with the output folder on tmpfs (/dev/shm) where there is one,
+   which separates the pipeline's speed from the disk's cost of creating files;
 3. crafting: the generator vs PGD-10 and ATA (10 steps) on the same MNIST test images,
    source model and eps;
 and fp16 / int8 variants beside fp32. Without --checkpoint the generators have random
@@ -51,6 +53,7 @@ from agscm.train.zoo import ZooConfig, default_eps, train_classifier
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("AGSCM_DATA", REPO.parent / "shared" / "data"))
 PRECISIONS = ("fp32", "fp16", "int8")
+TMPFS = Path("/dev/shm")
 
 
 def median_seconds(function, repeats: int) -> float:
@@ -102,7 +105,8 @@ def inference(generator: Generator, paths: dict[str, Path], images: np.ndarray, 
     batch = torch.from_numpy(images)
     with torch.inference_mode():
         torch_s = median_seconds(lambda: module(batch), repeats)
-    row = {"batch": list(images.shape), "torch_eager_ms": 1000 * torch_s}
+    row = {"batch": list(images.shape), "torch_eager_ms": 1000 * torch_s,
+           "load_average_1min": os.getloadavg()[0]}
     for precision, path in paths.items():
         model = GeneratorModel(path, device="cpu", threads=threads)
         seconds = median_seconds(lambda model=model: model.run(images), repeats)
@@ -121,9 +125,10 @@ sys.exit(code)
 """
 
 
-def perturb_folder_child(model: Path, source: Path, threads: int) -> dict:
+def perturb_folder_child(model: Path, source: Path, threads: int,
+                         out_parent: Path | None = None) -> dict:
     """`agscm perturb` in a child process: its own images/s, wall time, and peak RSS."""
-    with tempfile.TemporaryDirectory(prefix="agscm-bench-out-") as out:
+    with tempfile.TemporaryDirectory(prefix="agscm-bench-out-", dir=out_parent) as out:
         command = [sys.executable, "-c", LAUNCHER, sys.executable, "-c",
                    "from agscm.cli import main; main()", "perturb", str(source), out,
                    "--model", str(model), "--device", "cpu"]
@@ -136,18 +141,23 @@ def perturb_folder_child(model: Path, source: Path, threads: int) -> dict:
         raise SystemExit(f"agscm perturb failed:\n{result.stderr}")
     return {"images": int(match[1]), "run_seconds": float(match[2]),
             "images_per_second": int(match[3]), "wall_seconds_with_startup": wall,
-            "peak_rss_mb": int(result.stdout) / 1024}
+            "peak_rss_mb": int(result.stdout) / 1024, "load_average_1min": os.getloadavg()[0]}
 
 
 def folder_benchmarks(paths_by_data: dict[str, dict[str, Path]], folders: dict[str, Path],
                       threads: int) -> dict:
+    runs = [(name, precision, None) for name, paths in paths_by_data.items()
+            for precision in paths]
+    if TMPFS.is_dir():  # the same fp32 runs writing to memory: the pipeline without the disk
+        runs += [(name, "fp32", TMPFS) for name in paths_by_data]
     rows = {}
-    for name, paths in paths_by_data.items():
-        for precision, path in paths.items():
-            row = perturb_folder_child(path, folders[name], threads)
-            rows[f"{name}_{precision}"] = row
-            print(f"  {name} {precision}: {row['images_per_second']} images/s "
-                  f"({row['images']} images), peak RSS {row['peak_rss_mb']:.0f} MB")
+    for name, precision, out_parent in runs:
+        row = perturb_folder_child(paths_by_data[name][precision], folders[name], threads,
+                                   out_parent)
+        label = f"{name}_{precision}" + ("_out_on_tmpfs" if out_parent else "")
+        rows[label] = row
+        print(f"  {label}: {row['images_per_second']} images/s ({row['images']} images), "
+              f"peak RSS {row['peak_rss_mb']:.0f} MB, load {row['load_average_1min']:.1f}")
     rows["peak_rss_mb_max"] = max(row["peak_rss_mb"] for row in rows.values())
     return rows
 
@@ -219,7 +229,9 @@ def main() -> None:
     args = parser.parse_args()
 
     results: dict = {"agscm_version": __version__, "threads": args.threads,
-                     "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg(),
+                     "cpu_count": os.cpu_count(),
+                     "note": "a shared machine: other jobs' load (load_average_1min) slows every "
+                             "number here, torch's multi-threaded kernels most of all",
                      "platform": platform.platform(), "torch": torch.__version__,
                      "onnxruntime": onnxruntime.__version__}
     with tempfile.TemporaryDirectory(prefix="agscm-bench-") as work_dir:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,20 @@ def _require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"real data not found at {path} (set AGSCM_DATA to the shared data folder)")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def single_torch_thread() -> Iterator[None]:
+    """Tests use tiny models, which run faster on one thread than on two competing ones."""
+    try:
+        import torch
+    except ImportError:  # the torch-free runtime tests need no setting
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -39,15 +39,6 @@ class TinyCNN(nn.Module):
         return self.fc(x.flatten(1))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny models run faster on one thread; two threads on a busy 2-core box spin and stall."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def mnist_test(mnist_dir) -> ImageSet:
     return load_split(mnist_dir, "test").subset(300)

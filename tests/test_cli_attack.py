@@ -11,9 +11,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from agscm.cli import app
-from agscm.eval.methods import check_fits
 from agscm.data import ImageSet, load_split
 from agscm.errors import AgscmError
+from agscm.eval.methods import check_fits
 from agscm.train.zoo import ZooConfig, train_classifier
 
 runner = CliRunner()

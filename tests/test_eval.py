@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from agscm.attacks.craft import CraftResult
 from agscm.errors import AgscmError
@@ -25,15 +24,6 @@ from agscm.train.zoo import ZooConfig, train_classifier
 ENSEMBLE = "tiny-natural+tiny-adv"
 PGD = "pgd:steps=10"  # alpha 0.04: ten steps cover the 0.3 ball; a quarter of Madry's 40
 METHODS = ["aeg-gc", PGD, "fgsm"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny models run faster on one thread; two threads on a busy 2-core box spin and stall."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -347,6 +347,34 @@ def test_a_batch_the_model_cannot_run_fails_only_its_files(
     assert "the model failed on this image (cannot allocate" in summary.failures[0].error
 
 
+def test_images_of_many_sizes_are_not_all_held_back(
+        mnist_generator: GeneratorFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agscm.runtime import folder
+
+    monkeypatch.setattr(folder, "HOLD_PIXELS", 1000)
+    (tmp_path / "in").mkdir()
+    for index in range(8):  # eight sizes, ~400 pixels each: no batch ever fills
+        Image.new("L", (20 + index, 20)).save(tmp_path / "in" / f"{index}.png")
+    read, decoded = folder.read_image, []
+
+    def counting_read(path: Path, *args: object) -> object:
+        decoded.append(path)
+        return read(path, *args)
+
+    perturber = Perturber(mnist_generator.onnx)
+    run, decoded_at_run = perturber.model.run, []
+
+    def counting_run(batch: np.ndarray) -> np.ndarray:
+        decoded_at_run.append(len(decoded))
+        return run(batch)
+
+    monkeypatch.setattr(folder, "read_image", counting_read)
+    monkeypatch.setattr(perturber.model, "run", counting_run)
+    summary = perturber.perturb_folder(tmp_path / "in", tmp_path / "out", FolderOptions(workers=1))
+    assert summary.counts["ok"] == 8
+    assert decoded_at_run[0] < 8  # the model ran before the last image was decoded
+
+
 def test_batching_does_not_change_the_output(mnist_generator: GeneratorFiles, mnist_dir: Path,
                                              tmp_path: Path) -> None:
     """Resumed runs batch differently; their outputs must still be the same bytes."""

@@ -16,10 +16,11 @@ class ATA(PGD):
     J is the cross-entropy, S the Grad-CAM map of the true class at `layer` (default: the
     model's declared Grad-CAM layer, else its last Conv2d), S(x) a constant. Pushing the
     attention away from where the source model looks is what makes the examples transfer.
-    The distance is `gradcam_distance(normalize=True)` (maps over the clean peak, mean over
+    The distance is `gradcam_distance(normalize=True)` (maps over the clean peak, summed over
     pixels, as in the AEG-GC loss), so lambda_ata means the same on every model: raw map scales
-    differ by 10x between our MNIST CNNs. At lambda_ata=10 the raw map moves 10-15% further than
-    under I-FGSM on MNIST, with white-box success unchanged.
+    differ by 10x between our MNIST CNNs. lambda_ata=1 on MNIST's 14x14 maps equals the weight
+    14 on the per-pixel mean, where the map moved 10-15% further than under I-FGSM with
+    white-box success unchanged.
     The map is differentiable through its channel weights too (second order).
     Distance: L-inf (default) or L2. Arguments: eps, alpha (step), steps, lambda_ata (weight of
     the attention term), layer, random_start, norm.
@@ -29,7 +30,7 @@ class ATA(PGD):
     name = "ata"
 
     def __init__(self, model: nn.Module, eps: float = 0.3, alpha: float = 0.01, steps: int = 40,
-                 lambda_ata: float = 10.0, layer: str | None = None, random_start: bool = False,
+                 lambda_ata: float = 1.0, layer: str | None = None, random_start: bool = False,
                  norm: str = "linf") -> None:
         super().__init__(model, eps, alpha, steps, random_start, norm)
         self.lambda_ata = float(lambda_ata)

@@ -12,13 +12,15 @@ from agscm.errors import one_line_errors
 Device = Annotated[str, typer.Option(help="auto (CUDA when available, else CPU), cpu, or cuda "
                                           "(fails when CUDA is not usable).")]
 Threads = Annotated[int | None, typer.Option(
-    help="onnxruntime intra-op threads [default: $AGSCM_THREADS, else one per core].")]
+    help="onnxruntime intra-op threads (default: $AGSCM_THREADS, else one per core).")]
 
 
 @one_line_errors
 def perturb(
-    source: Annotated[Path, typer.Argument(help="Input folder (read recursively, never written).")],
-    destination: Annotated[Path, typer.Argument(help="Output folder; mirrors the input tree.")],
+    source: Annotated[Path, typer.Argument(
+        metavar="IN", help="Input folder (read recursively, never written).")],
+    destination: Annotated[Path, typer.Argument(
+        metavar="OUT", help="Output folder; mirrors the input tree.")],
     model: Annotated[Path, typer.Option("--model", "-m", help="Generator ONNX file "
                                                               "(agscm export).")],
     device: Device = "auto",
@@ -28,15 +30,15 @@ def perturb(
     quality: Annotated[int, typer.Option(help="JPEG/WebP quality (1-100).")] = 95,
     batch_size: Annotated[int, typer.Option(help="Images of one size per model call.")] = 64,
     workers: Annotated[int | None, typer.Option(
-        help="Decode/encode threads [default: one per core, at least 2].")] = None,
+        help="Decode/encode threads (default: one per core, at least 2).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that exist "
                                                                 "(default: skip them).")] = False,
     shard: Annotated[str, typer.Option(help="Take part i of n (0-based), e.g. 0/4.")] = "0/1",
     max_pixels: Annotated[int | None, typer.Option(
-        help="Refuse images with more pixels (decompression bombs) [default: 50,000,000].")
+        help="Refuse images with more pixels (decompression bombs) (default: 50,000,000).")
     ] = None,
     manifest: Annotated[Path | None, typer.Option(
-        help="JSON-lines manifest [default: OUT/manifest.jsonl].")] = None,
+        help="JSON-lines manifest (default: OUT/manifest.jsonl).")] = None,
     allow_inside_input: Annotated[bool, typer.Option(
         "--allow-inside-input", help="Allow OUT to be IN or inside it.")] = False,
 ) -> None:

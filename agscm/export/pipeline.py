@@ -111,18 +111,15 @@ def _add_variants(report: ExportReport, model: onnx.ModelProto, output: Path, da
     report.clean_accuracy = _accuracy(classifier, images, test.labels)
     fp32 = report.variants[0]
     reference = _measure(fp32, images, classifier, test.labels)
-    builders = []
-    if fp16:
-        builders.append(("fp16", lambda temp: onnx.save(to_fp16(model), temp)))
-    if int8:
-        calibration = load_split(data, "train").subset(CALIBRATION_IMAGES).as_float()
-        builders.append(("int8", lambda temp: to_int8(
-            output, temp, pad_to_multiple(calibration, SIZE_MULTIPLE))))
-    for precision, build in builders:
+    for precision in [name for name, wanted in (("fp16", fp16), ("int8", int8)) if wanted]:
         path = variant_path(output, precision)
         start = time.perf_counter()
         with atomic_path(path) as temp:
-            build(temp)
+            if precision == "fp16":
+                onnx.save(to_fp16(model), temp)
+            else:  # calibrated on training images, measured on test images
+                calibration = load_split(data, "train").subset(CALIBRATION_IMAGES).as_float()
+                to_int8(output, temp, pad_to_multiple(calibration, SIZE_MULTIPLE))
             variant = onnx.load(str(temp))
             set_metadata(variant, replace(report.metadata, precision=precision))
             check(variant, f"{precision} variant")

@@ -39,6 +39,7 @@ from agscm.runtime.session import ORT_ERRORS
 
 STATUSES = ("ok", "exists", "ignored", "failed")
 BATCH_PIXELS = 2**20  # a batch stops growing here, so big images do not hold big batches
+HOLD_PIXELS = 2 * BATCH_PIXELS  # most pixels waiting in unfinished batches of other sizes
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -208,9 +209,12 @@ class _FolderRun:
                 key = decoded.values.shape[:2]
                 group = groups.setdefault(key, [])
                 group.append((job, decoded))
-                pixels = len(group) * key[0] * key[1]
-                if len(group) >= self.options.batch_size or pixels >= BATCH_PIXELS:
+                if len(group) >= self.options.batch_size or _pixels(key, group) >= BATCH_PIXELS:
                     encodes.extend(self.infer(pool, groups.pop(key)))
+                elif sum(_pixels(k, g) for k, g in groups.items()) > HOLD_PIXELS:
+                    # Many sizes, none filling a batch: run the biggest rather than hold them all.
+                    largest = max(groups, key=lambda k: _pixels(k, groups[k]))
+                    encodes.extend(self.infer(pool, groups.pop(largest)))
                 while encodes and (encodes[0].done() or len(encodes) > 2 * self.options.batch_size):
                     self.emit(encodes.popleft().result())
             for group in groups.values():
@@ -277,6 +281,10 @@ class _FolderRun:
             manifest=self.manifest, max_linf=max(self.linf) if self.linf else None,
             mean_psnr=sum(self.psnr) / len(self.psnr) if self.psnr else None,
             failures=self.failures)
+
+
+def _pixels(key: tuple[int, int], group: list[tuple[Job, Pixels]]) -> int:
+    return len(group) * key[0] * key[1]
 
 
 def _ordered_map(pool: ThreadPoolExecutor, function: Callable[[T], R], items: Iterable[T],

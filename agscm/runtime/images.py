@@ -36,8 +36,9 @@ DROPS_ALPHA = {"jpeg", "bmp"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib", ".webp", ".tif", ".tiff",
                   ".gif", ".ppm", ".pgm", ".pbm", ".pnm"}
 _SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
-# What Pillow raises on damaged data, beyond OSError (truncated, bad headers) and ValueError.
-_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError)
+# What Pillow raises on damaged data besides OSError (truncated files, bad headers), and
+# running out of memory on a large image that is still under the pixel limit.
+_DECODE_ERRORS = (ValueError, SyntaxError, EOFError, struct.error, IndexError, MemoryError)
 
 
 class ImageError(Exception):

@@ -79,3 +79,11 @@ def optimizer_from_tensors(tensors: dict[str, torch.Tensor], rest: dict[str, Any
     for index, entries in rest["scalars"].items():
         state.setdefault(int(index), {}).update(entries)
     return {"state": state, "param_groups": rest["param_groups"]}
+
+
+def require_same_config(path: Path, saved: dict[str, Any], wanted: dict[str, Any]) -> None:
+    """Refuse to resume `path` under a different config (only the epoch count may grow)."""
+    changed = sorted(key for key in wanted if key != "epochs" and saved.get(key) != wanted[key])
+    if changed:
+        raise AgscmError(f"{path}: exists with a different config ({', '.join(changed)}); "
+                         "delete it or choose another name")

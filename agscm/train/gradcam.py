@@ -116,15 +116,16 @@ def gradcam_distance(clean_maps: torch.Tensor, adversarial_maps: torch.Tensor,
                      normalize: bool = False) -> torch.Tensor:
     """Per-image squared L2 distance ||S(x) - S(x')||^2; S(x) is treated as a constant.
 
-    Raw Grad-CAM maps have a model-dependent scale (tiny for the MNIST CNN) and size, which
-    would make lambda meaningless across models. `normalize=True` divides both maps by the
-    clean map's maximum (what Grad-CAM implementations do before display), floored at 1% of
-    the batch's mean maximum so an all-zero clean map cannot blow up, and averages over the
-    map's pixels instead of summing: the distance is then about 0..1 whatever the model.
+    Raw Grad-CAM maps have a model-dependent scale (tiny for the MNIST CNN, and 10x apart
+    between our MNIST models), which would make lambda mean something different on each
+    source. `normalize=True` divides both maps by the clean map's maximum (what Grad-CAM
+    implementations do before display), floored at 1% of the batch's mean maximum so an
+    all-zero clean map cannot blow up. The sum over pixels is kept, as in the paper's
+    ||S(x) - S(x')||_2^2.
     """
     clean_maps = clean_maps.detach()
-    if not normalize:
-        return (clean_maps - adversarial_maps).pow(2).flatten(1).sum(dim=1)
-    peaks = clean_maps.flatten(1).amax(dim=1)
-    scale = peaks.clamp_min(0.01 * peaks.mean().clamp_min(1e-12)).view(-1, 1, 1)
-    return (clean_maps / scale - adversarial_maps / scale).pow(2).flatten(1).mean(dim=1)
+    if normalize:
+        peaks = clean_maps.flatten(1).amax(dim=1)
+        scale = peaks.clamp_min(0.01 * peaks.mean().clamp_min(1e-12)).view(-1, 1, 1)
+        clean_maps, adversarial_maps = clean_maps / scale, adversarial_maps / scale
+    return (clean_maps - adversarial_maps).pow(2).flatten(1).sum(dim=1)

@@ -26,7 +26,7 @@ from agscm.data import ImageSet, load_split
 from agscm.errors import AgscmError
 from agscm.progress import format_metrics, make_progress
 from agscm.train.batches import batch_count, iterate_batches
-from agscm.train.checkpoint import optimizer_from_tensors, optimizer_to_tensors
+from agscm.train.checkpoint import optimizer_from_tensors, optimizer_to_tensors, require_same_config
 from agscm.train.generator import Generator, GeneratorConfig
 from agscm.train.generator_checkpoint import load_generator, save_generator
 from agscm.train.gradcam import GradCAM, gradcam_distance
@@ -256,12 +256,7 @@ def train_generator(config: TrainConfig, resume: bool = True) -> GeneratorCheckp
 
 def _resume(out: Path, config: TrainConfig) -> tuple[Generator, dict[str, Any], torch.optim.Adam]:
     generator, record, tensors = load_generator(out, config.device)
-    saved = {k: v for k, v in record["train"].items() if k != "epochs"}
-    wanted = {k: v for k, v in asdict(config).items() if k != "epochs"}
-    if saved != wanted:
-        changed = sorted(k for k in wanted if saved.get(k) != wanted[k])
-        raise AgscmError(f"{out} was trained with a different config ({', '.join(changed)}); "
-                         "choose another --out")
+    require_same_config(out, record["train"], asdict(config))
     record["train"]["epochs"] = config.epochs
     generator.train()
     optimizer = torch.optim.Adam(generator.parameters(), lr=config.lr)

