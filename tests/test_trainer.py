@@ -13,9 +13,18 @@ from agscm.cli import app
 from agscm.data import load_split
 from agscm.errors import AgscmError
 from agscm.train.batches import accuracy
+from agscm.train.generator import Generator, GeneratorConfig
 from agscm.train.generator_checkpoint import load_generator
 from agscm.train.registry import load_classifier
-from agscm.train.trainer import SourceSpec, TrainConfig, log_path, train_generator
+from agscm.train.trainer import (
+    SourceSpec,
+    TrainConfig,
+    load_sources,
+    log_path,
+    resolve_config,
+    step_loss,
+    train_generator,
+)
 
 
 def _config(mnist_dir: Path, zoo: Path, out: Path, **changes: object) -> TrainConfig:
@@ -95,3 +104,34 @@ def test_cli_train_and_errors(mnist_dir, tiny_zoo, tmp_path) -> None:
     assert again.exit_code == 1 and "error:" in again.output and "Traceback" not in again.output
     bad = runner.invoke(app, [*args[:-8], "-o", str(tmp_path / "x.safetensors"), "--eps", "-1"])
     assert bad.exit_code == 1 and "eps must be > 0" in bad.output
+
+
+def test_ensemble_and_targeted_modes_train(mnist_dir, tiny_zoo, tmp_path) -> None:
+    sources = [SourceSpec("tiny-natural", "relu2", 1.0), SourceSpec("tiny-natural", "conv2", 0.5)]
+    result = train_generator(_config(mnist_dir, tiny_zoo, tmp_path / "t.safetensors", epochs=1,
+                                     sources=sources, target_class=3, train_limit=256,
+                                     val_limit=64))
+    assert result.meta["sources"] == ["tiny-natural", "tiny-natural"]
+    assert result.meta["train"]["target_class"] == 3
+    with pytest.raises(AgscmError, match="target class 12"):
+        train_generator(_config(mnist_dir, tiny_zoo, tmp_path / "u.safetensors",
+                                target_class=12, train_limit=64, val_limit=32))
+
+
+def test_targeted_loss_pulls_towards_the_target(mnist_dir, tiny_zoo) -> None:
+    data = load_split(mnist_dir, "test").subset(64)
+    images, labels = torch.from_numpy(data.as_float()), torch.from_numpy(data.labels)
+    config = resolve_config(_config(mnist_dir, tiny_zoo, Path("unused"), target_class=3), data)
+    sources = load_sources(config, data)
+    torch.manual_seed(0)
+    generator = Generator(GeneratorConfig(width=4, residual_blocks=1))
+    optimizer = torch.optim.Adam(generator.parameters(), lr=1e-2)
+    model = sources[0].model
+    before = (model(generator(images)).argmax(1) == 3).float().mean()
+    for _ in range(25):
+        loss, terms = step_loss(generator, sources, images, labels, config)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    after = (model(generator(images)).argmax(1) == 3).float().mean()
+    assert after > before + 0.3

@@ -19,9 +19,9 @@ from agscm.train.gradcam import GradCAM
 
 DPI = 100
 CELL_INCHES = 1.8  # width and height of one panel with its title
-HEADER_INCHES = 0.55  # the figure title and column names
-COLUMNS = ("clean", "adversarial", "perturbation (±eps)", "Grad-CAM, clean",
-           "Grad-CAM, adversarial")
+HEADER_INCHES = 0.8  # the figure title and column names
+COLUMNS = ("clean\ntrue → predicted", "adversarial\ntrue → predicted", "perturbation\n(±eps)",
+           "Grad-CAM, clean\n(true class)", "Grad-CAM, adversarial\n(true class)")
 
 
 def figure_pixels(rows: int) -> tuple[int, int]:
@@ -84,7 +84,7 @@ def draw(examples: list[Example], class_names: list[str], eps: float, title: str
         figure.suptitle(title, y=1 - 0.08 / inches, va="top", fontsize=10)
         for axis, name in zip(axes[0], COLUMNS, strict=True):
             box = axis.get_position()
-            figure.text((box.x0 + box.x1) / 2, 1 - 0.5 / inches, name, ha="center",
+            figure.text((box.x0 + box.x1) / 2, 1 - 0.72 / inches, name, ha="center",
                         va="bottom", fontsize=9, fontweight="bold")
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as temp:
@@ -111,7 +111,7 @@ def _draw_row(axes: np.ndarray, example: Example, names: list[str], eps: float) 
     for axis, prediction in ((axes[0], example.clean_prediction),
                              (axes[1], example.adversarial_prediction)):
         fooled = prediction != example.label
-        axis.set_title(f"true {truth}, pred {names[prediction]}", fontsize=8,
+        axis.set_title(f"{truth} → {names[prediction]}", fontsize=8,
                        color="red" if fooled else "green")
     axes[2].set_title(f"max |delta| {np.abs(delta).max():.3f}", fontsize=8)
     axes[3].set_title(f"class {truth}", fontsize=8)

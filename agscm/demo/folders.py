@@ -66,7 +66,10 @@ def read_outputs(manifest: Path) -> dict[Path, Path]:
     except OSError as exc:
         raise AgscmError(f"{manifest}: cannot read the perturb manifest ({exc.strerror})") from None
     for line in lines:
-        record = json.loads(line)
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a killed run; the rerun recorded that file again
         if record["status"] in ("ok", "exists") and record["output"]:
             outputs[Path(record["input"]).resolve()] = Path(record["output"])
     return outputs

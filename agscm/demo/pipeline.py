@@ -16,7 +16,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from agscm import __version__
 from agscm.data import load_split
 from agscm.demo.figure import draw, explain
 from agscm.demo.folders import Sample, read_outputs, read_pixels, run_perturb, write_samples
+from agscm.demo.subset import demo_data
 from agscm.errors import AgscmError
 from agscm.eval.cache import data_identity
 from agscm.eval.methods import GENERATOR_METHOD
@@ -65,12 +66,24 @@ class DemoBudget:
     samples: int = 100  # test images written as PNG and perturbed
     figure_rows: int = 6
 
+    def split_sizes(self) -> dict[str, int | None]:
+        """The images each split must have for every stage (None: all)."""
+        return {"train": _largest([self.zoo_train_limit, self.generator_train_limit]),
+                "test": _largest([self.zoo_test_limit, self.eval_limit, self.val_limit,
+                                  self.samples])}
+
     @classmethod
     def quick(cls) -> DemoBudget:
         """Every stage in about a minute; the natural model still tops 90% clean accuracy."""
         return cls(zoo_train_limit=2000, zoo_batch_size=32, natural_epochs=2, adv_epochs=2,
                    adv_warmup_epochs=1, generator_train_limit=2000, generator_epochs=2,
                    generator_batch_size=32, generator_lr=2e-3, val_limit=200, eval_limit=200)
+
+
+def _largest(limits: list[int | None]) -> int | None:
+    """The largest limit; None (no limit) beats every number."""
+    numbers = [n for n in limits if n is not None]
+    return max(numbers) if len(numbers) == len(limits) else None
 
 
 @dataclass(frozen=True)
@@ -90,6 +103,10 @@ class DemoPaths:
     @property
     def onnx(self) -> Path:
         return self.out / "generator.onnx"
+
+    @property
+    def data(self) -> Path:
+        return self.out / "data"
 
     @property
     def samples(self) -> Path:
@@ -116,7 +133,7 @@ class DemoPaths:
 
     def written(self) -> list[Path]:
         """Everything a demo writes (what a run with other settings removes first)."""
-        return [self.zoo, self.checkpoint, log_path(self.checkpoint), self.onnx, self.samples,
+        return [self.data, self.zoo, self.checkpoint, log_path(self.checkpoint), self.onnx, self.samples,
                 self.perturbed, self.cache, self.figure, *map(self.table, ("md", "csv", "json")),
                 self.stamp]
 
@@ -126,16 +143,15 @@ class DemoResult:
     paths: DemoPaths
     natural: str
     adv: str
-    zoo_accuracy: dict[str, float]
     transfer: TransferResult
     perturbed: int
     max_linf: float
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def settings(data: str, budget: DemoBudget) -> dict[str, Any]:
+def settings(source: str, budget: DemoBudget) -> dict[str, Any]:
     """What the outputs depend on, as stored in demo.json (JSON round-tripped for comparison)."""
-    return json.loads(json.dumps({"agscm_version": __version__, "data": data_identity(data),
+    return json.loads(json.dumps({"agscm_version": __version__, "data": data_identity(source),
                                   "budget": asdict(budget)}))
 
 
@@ -164,14 +180,19 @@ def prepare(paths: DemoPaths, wanted: dict[str, Any], console: Console) -> None:
     write_json(paths.stamp, {"settings": wanted})
 
 
-def run_demo(data: str, out: Path, budget: DemoBudget, device: str = "cpu",
+def run_demo(source: str, out: Path, budget: DemoBudget, device: str = "cpu",
              console: Console | None = None) -> DemoResult:
-    """Run (or resume) every stage into `out`; returns what the summary shows."""
+    """Run (or resume) every stage on data set `source` into `out`; returns what the summary
+    shows."""
     console = console or Console(stderr=True)
     paths = DemoPaths(out)
-    test = load_split(data, "test")  # a bad --data fails here, before anything is written
+    classes = load_split(source, "test").classes  # a bad --data fails before anything is written
+    if paths.out.exists() and not paths.out.is_dir():
+        raise AgscmError(f"{paths.out}: exists and is not a folder; choose another --out")
     paths.out.mkdir(parents=True, exist_ok=True)
-    prepare(paths, settings(data, budget), console)
+    prepare(paths, settings(source, budget), console)
+    data = demo_data(source, paths.data, budget.split_sizes())
+    test = replace(load_split(data, "test"), classes=classes)
     seconds: dict[str, float] = {}
     with _stage(console, seconds, "zoo"):
         natural, adv = _train_zoo(data, paths, budget, device)
@@ -201,9 +222,8 @@ def run_demo(data: str, out: Path, budget: DemoBudget, device: str = "cpu",
     with _stage(console, seconds, "figure"):
         _figure(paths, natural, samples, clean, adversarial, test.classes, transfer.eps,
                 budget.figure_rows)
-    write_json(paths.stamp, {"settings": settings(data, budget), "seconds": seconds})
-    return DemoResult(paths, natural, adv, {n: accuracy[n] for n in (natural, adv)}, transfer,
-                      len(samples), max_linf, seconds)
+    write_json(paths.stamp, {"settings": settings(source, budget), "seconds": seconds})
+    return DemoResult(paths, natural, adv, transfer, len(samples), max_linf, seconds)
 
 
 STAGE_TITLES = {"zoo": "zoo: a natural and an adversarially trained classifier",

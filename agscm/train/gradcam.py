@@ -129,3 +129,16 @@ def gradcam_distance(clean_maps: torch.Tensor, adversarial_maps: torch.Tensor,
         scale = peaks.clamp_min(0.01 * peaks.mean().clamp_min(1e-12)).view(-1, 1, 1)
         clean_maps, adversarial_maps = clean_maps / scale, adversarial_maps / scale
     return (clean_maps - adversarial_maps).pow(2).flatten(1).sum(dim=1)
+
+
+def shape_distance(clean_maps: torch.Tensor, adversarial_maps: torch.Tensor) -> torch.Tensor:
+    """Per-image ||S(x)/max S(x) - S'(x')/max S'(x')||^2: where two maps look, not how strongly.
+
+    Targeted mode compares the target class's map on x' with the true class's map on x; their
+    scales are unrelated, so each is divided by its own peak (floored, so an empty map stays 0).
+    """
+    def peak_normalized(maps: torch.Tensor) -> torch.Tensor:
+        return maps / maps.flatten(1).amax(dim=1).clamp_min(1e-6).view(-1, 1, 1)
+
+    difference = peak_normalized(clean_maps.detach()) - peak_normalized(adversarial_maps)
+    return difference.pow(2).flatten(1).sum(dim=1)

@@ -29,7 +29,7 @@ from agscm.train.batches import batch_count, iterate_batches
 from agscm.train.checkpoint import optimizer_from_tensors, optimizer_to_tensors, require_same_config
 from agscm.train.generator import Generator, GeneratorConfig
 from agscm.train.generator_checkpoint import load_generator, save_generator
-from agscm.train.gradcam import GradCAM, gradcam_distance
+from agscm.train.gradcam import GradCAM, gradcam_distance, shape_distance
 from agscm.train.losses import ADV_LOSSES, adversarial_loss, gradcam_loss, noise_loss
 from agscm.train.registry import load_classifier
 from agscm.train.zoo import dataset_tag, default_eps
@@ -147,8 +147,9 @@ def step_loss(generator: Generator, sources: list[LoadedSource], images: torch.T
         if config.lambda_gradcam > 0:
             clean_maps, _ = source.cam(images, labels, create_graph=False)
             adv_maps, logits = source.cam(adversarial, goal, create_graph=True)
-            l_cam = l_cam + source.weight * gradcam_loss(
-                gradcam_distance(clean_maps, adv_maps, config.cam_normalize), targeted)
+            distance = (shape_distance(clean_maps, adv_maps) if targeted
+                        else gradcam_distance(clean_maps, adv_maps, config.cam_normalize))
+            l_cam = l_cam + source.weight * gradcam_loss(distance, targeted)
         else:
             logits = source.model(adversarial)
         l_adv = l_adv + source.weight * adversarial_loss(logits, goal, config.loss, config.kappa,
