@@ -23,7 +23,7 @@ def demo(
              "folder (full MNIST), CIFAR-10 batches or .tar.gz, or an image folder; larger "
              "sets use their first few thousand training images.")] = "mnist-sample",
     quick: Annotated[bool, typer.Option(
-        "--quick", help="About a minute on 2 CPU cores instead of about four (what CI runs).")
+        "--quick", help="Under 2 minutes on 2 CPU cores instead of under 5 (what CI runs).")
     ] = False,
     threads: Annotated[int | None, typer.Option(
         envvar="AGSCM_THREADS", show_envvar=False,

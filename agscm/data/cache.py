@@ -19,7 +19,7 @@ import numpy as np
 
 from agscm.data.imageset import ImageSet
 
-FORMAT = 1  # bump when decoding changes, so old cache files are no longer used
+FORMAT = 2  # bump when decoding changes, so old cache files are no longer used
 
 
 def cache_dir() -> Path:

@@ -71,16 +71,18 @@ class Tree:
 
 
 def plan_split(tree: Tree, split: str, where: str) -> tuple[list[str], Items]:
-    """The class names and the (image path, label) pairs of `split`, sorted by class then path.
+    """The class names and the (image path, label) pairs of `split`, in a fixed mixed order.
 
-    `where` names the tree (a folder or an archive) in errors.
+    Folders are sorted by class, so the first N images would hold only the first classes; the
+    pairs are ordered by a hash of their path instead, the same on every machine, so that
+    `ImageSet.subset(n)` is a fair sample. `where` names the tree in errors.
     """
     base = _unwrap(tree)
     found = {s: next((n for n in SPLIT_FOLDERS[s] if n in tree.subfolders(base)), None)
              for s in SPLIT_FOLDERS}
     if not any(found.values()):
         classes = [c for c in tree.subfolders(base) if c not in SPLIT_NAMES]
-        return classes, _holdout(tree, base, classes, split, where)
+        return classes, _mixed(_holdout(tree, base, classes, split, where))
     folder = found[split]
     if folder is None:
         present = ", ".join(f"{n}/" for n in found.values() if n)
@@ -98,7 +100,7 @@ def plan_split(tree: Tree, split: str, where: str) -> tuple[list[str], Items]:
             raise AgscmError(f"{where}/{show(class_dir)}: missing class folder (present in "
                              f"{', '.join(others)}/)")
         items += [(p, label) for p in _nonempty(tree, class_dir, where)]
-    return classes, items
+    return classes, _mixed(items)
 
 
 def _unwrap(tree: Tree) -> Parts:
@@ -136,6 +138,13 @@ def _holdout(tree: Tree, base: Parts, classes: list[str], split: str, where: str
     return items
 
 
+def _digest(relative: Parts) -> bytes:
+    return hashlib.sha256(show(relative).encode()).digest()
+
+
 def _bucket(relative: Parts) -> int:
-    digest = hashlib.sha256(show(relative).encode()).digest()
-    return int.from_bytes(digest[:4], "big") % HOLDOUT_BUCKETS
+    return int.from_bytes(_digest(relative)[:4], "big") % HOLDOUT_BUCKETS
+
+
+def _mixed(items: Items) -> Items:
+    return sorted(items, key=lambda item: _digest(item[0]))
