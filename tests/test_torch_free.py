@@ -53,3 +53,15 @@ def test_perturb_and_info_run_where_torch_cannot_be_imported(
     assert result.returncode == 0, result.stderr
     assert "5 ok" in result.stderr
     assert len(list((tmp_path / "out" / "digits").glob("*.png"))) == 5
+
+
+def test_version_and_help_run_where_torch_cannot_be_imported(tmp_path: Path) -> None:
+    blocker = tmp_path / "blocker" / "torch"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('torch is blocked')\n")
+    env = {"PYTHONPATH": str(blocker.parent)}
+    version = run_agscm("--version", env=env)
+    assert version.returncode == 0 and version.stdout.startswith("agscm "), version.stderr
+    for args in (["--help"], ["perturb", "--help"], ["info", "--help"]):
+        shown = run_agscm(*args, env=env)
+        assert shown.returncode == 0 and "Usage" in shown.stdout, shown.stderr
