@@ -18,10 +18,8 @@ from PIL import Image
 from rich.console import Console
 
 from agscm.contract import REQUIRED_KEYS
-from agscm.data import ImageSet, load_split
 from agscm.demo.figure import figure_pixels
 from agscm.demo.pipeline import DemoBudget, DemoPaths, prepare, settings
-from agscm.demo.subset import SEEDS, demo_data, shuffled_subset
 from agscm.errors import AgscmError
 
 NATURAL, ADV = "mnist-sample-natural", "mnist-sample-adv"
@@ -33,7 +31,7 @@ def run_demo_cli(out: Path) -> tuple[subprocess.CompletedProcess[str], float]:
     result = subprocess.run(
         [sys.executable, "-c", "from agscm.cli import main; main()", "demo", "--quick", "--out",
          str(out)], capture_output=True, text=True, timeout=600,
-        env={**os.environ, "AGSCM_THREADS": "1", "COLUMNS": "200"})
+        env={**os.environ, "COLUMNS": "200"})
     assert result.returncode == 0, result.stderr[-3000:]
     return result, time.perf_counter() - start
 
@@ -129,27 +127,6 @@ def test_refuses_a_folder_the_demo_did_not_write(tmp_path: Path) -> None:
     with pytest.raises(AgscmError, match="no demo.json"):
         prepare(DemoPaths(tmp_path), settings("mnist-sample", DemoBudget()), _console())
     assert (tmp_path / "zoo").is_dir()
-
-
-def test_subset_of_a_class_sorted_set_holds_every_class() -> None:
-    labels = np.repeat(np.arange(10), 30)  # sorted by class, as image folders load
-    images = np.broadcast_to(labels.astype(np.uint8)[:, None, None, None], (300, 1, 4, 4))
-    data = ImageSet(np.ascontiguousarray(images), labels, [f"c{i}" for i in range(10)], "sorted")
-    subset = shuffled_subset(data, 20, seed=0)
-    assert sorted(set(subset.labels.tolist())) == list(range(10))
-    assert (subset.images[:, 0, 0, 0] == subset.labels).all()  # images keep their labels
-    assert shuffled_subset(data, 20, seed=0).labels.tolist() == subset.labels.tolist()
-
-
-def test_demo_data_writes_a_reloadable_subset(tmp_path: Path, mnist_dir: Path) -> None:
-    data = demo_data(str(mnist_dir), tmp_path, {"train": 300, "test": 100})
-    assert Path(data) == tmp_path / "mnist"
-    for split, count in (("train", 300), ("test", 100)):
-        written = load_split(data, split)
-        expected = shuffled_subset(load_split(mnist_dir, split), count, SEEDS[split])
-        assert np.array_equal(written.images, expected.images)
-        assert np.array_equal(written.labels, expected.labels)
-    assert demo_data("mnist-sample", tmp_path, {"train": 1, "test": 1}) == "mnist-sample"
 
 
 def _console() -> Console:

@@ -16,7 +16,7 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ from agscm import __version__
 from agscm.data import load_split
 from agscm.demo.figure import draw, explain
 from agscm.demo.folders import Sample, read_outputs, read_pixels, run_perturb, write_samples
-from agscm.demo.subset import demo_data
 from agscm.errors import AgscmError
 from agscm.eval.cache import data_identity
 from agscm.eval.methods import GENERATOR_METHOD
@@ -66,12 +65,6 @@ class DemoBudget:
     samples: int = 100  # test images written as PNG and perturbed
     figure_rows: int = 6
 
-    def split_sizes(self) -> dict[str, int | None]:
-        """The images each split must have for every stage (None: all)."""
-        return {"train": _largest([self.zoo_train_limit, self.generator_train_limit]),
-                "test": _largest([self.zoo_test_limit, self.eval_limit, self.val_limit,
-                                  self.samples])}
-
     @classmethod
     def quick(cls) -> DemoBudget:
         """Every stage in a minute or two; the natural model still tops 90% clean accuracy and
@@ -79,12 +72,6 @@ class DemoBudget:
         return cls(zoo_train_limit=2000, zoo_batch_size=32, natural_epochs=2, adv_epochs=2,
                    adv_warmup_epochs=1, generator_train_limit=2000, generator_epochs=2,
                    generator_batch_size=32, generator_lr=2e-3, val_limit=200, eval_limit=200)
-
-
-def _largest(limits: list[int | None]) -> int | None:
-    """The largest limit; None (no limit) beats every number."""
-    numbers = [n for n in limits if n is not None]
-    return max(numbers) if len(numbers) == len(limits) else None
 
 
 @dataclass(frozen=True)
@@ -104,10 +91,6 @@ class DemoPaths:
     @property
     def onnx(self) -> Path:
         return self.out / "generator.onnx"
-
-    @property
-    def data(self) -> Path:
-        return self.out / "data"
 
     @property
     def samples(self) -> Path:
@@ -134,7 +117,7 @@ class DemoPaths:
 
     def written(self) -> list[Path]:
         """Everything a demo writes (what a run with other settings removes first)."""
-        return [self.data, self.zoo, self.checkpoint, log_path(self.checkpoint), self.onnx, self.samples,
+        return [self.zoo, self.checkpoint, log_path(self.checkpoint), self.onnx, self.samples,
                 self.perturbed, self.cache, self.figure, *map(self.table, ("md", "csv", "json")),
                 self.stamp]
 
@@ -150,9 +133,9 @@ class DemoResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def settings(source: str, budget: DemoBudget) -> dict[str, Any]:
+def settings(data: str, budget: DemoBudget) -> dict[str, Any]:
     """What the outputs depend on, as stored in demo.json (JSON round-tripped for comparison)."""
-    return json.loads(json.dumps({"agscm_version": __version__, "data": data_identity(source),
+    return json.loads(json.dumps({"agscm_version": __version__, "data": data_identity(data),
                                   "budget": asdict(budget)}))
 
 
@@ -181,19 +164,18 @@ def prepare(paths: DemoPaths, wanted: dict[str, Any], console: Console) -> None:
     write_json(paths.stamp, {"settings": wanted})
 
 
-def run_demo(source: str, out: Path, budget: DemoBudget, device: str = "cpu",
+def run_demo(data: str, out: Path, budget: DemoBudget, device: str = "cpu",
              console: Console | None = None) -> DemoResult:
-    """Run (or resume) every stage on data set `source` into `out`; returns what the summary
-    shows."""
+    """Run (or resume) every stage on data set `data` into `out`; returns what the summary
+    shows. The stages take the first N images of each split (every loader gives a
+    class-mixed order, so these are fair samples)."""
     console = console or Console(stderr=True)
     paths = DemoPaths(out)
-    classes = load_split(source, "test").classes  # a bad --data fails before anything is written
+    test = load_split(data, "test")  # a bad --data fails here, before anything is written
     if paths.out.exists() and not paths.out.is_dir():
         raise AgscmError(f"{paths.out}: exists and is not a folder; choose another --out")
     paths.out.mkdir(parents=True, exist_ok=True)
-    prepare(paths, settings(source, budget), console)
-    data = demo_data(source, paths.data, budget.split_sizes())
-    test = replace(load_split(data, "test"), classes=classes)
+    prepare(paths, settings(data, budget), console)
     seconds: dict[str, float] = {}
     with _stage(console, seconds, "zoo"):
         natural, adv = _train_zoo(data, paths, budget, device)
@@ -223,7 +205,7 @@ def run_demo(source: str, out: Path, budget: DemoBudget, device: str = "cpu",
     with _stage(console, seconds, "figure"):
         _figure(paths, natural, samples, clean, adversarial, test.classes, transfer.eps,
                 budget.figure_rows)
-    write_json(paths.stamp, {"settings": settings(source, budget), "seconds": seconds})
+    write_json(paths.stamp, {"settings": settings(data, budget), "seconds": seconds})
     return DemoResult(paths, natural, adv, transfer, len(samples), max_linf, seconds)
 
 
