@@ -22,9 +22,9 @@ import torch
 
 from agscm.data import load_split
 from agscm.train.checkpoint import save_checkpoint
+from agscm.train.generator import Generator, GeneratorConfig
 from agscm.train.models import ClassifierConfig, build_classifier
 from agscm.train.trainer import SourceSpec, TrainConfig, load_sources, resolve_config, step_loss
-from agscm.train.generator import Generator, GeneratorConfig
 
 
 def random_source(folder: Path) -> Path:
