@@ -131,3 +131,6 @@ def test_distance_of_a_known_case() -> None:
     assert gradcam_distance(clean, adversarial).item() == pytest.approx(4.0)
     doubled = gradcam_distance(2 * clean, adversarial, normalize=True)
     assert doubled.item() == pytest.approx(4.0)  # normalised: peak 1, so scale-free
+    # amplifying the saliency map is not "moving it away": capped at the clean peak
+    amplified = gradcam_distance(clean, 50 * clean, normalize=True)
+    assert amplified.item() == pytest.approx(0.0)

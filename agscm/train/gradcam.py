@@ -120,14 +120,18 @@ def gradcam_distance(clean_maps: torch.Tensor, adversarial_maps: torch.Tensor,
     between our MNIST models), which would make lambda mean something different on each
     source. `normalize=True` divides both maps by the clean map's maximum (what Grad-CAM
     implementations do before display), floored at 1% of the batch's mean maximum so an
-    all-zero clean map cannot blow up. The sum over pixels is kept, as in the paper's
+    all-zero clean map cannot blow up. The adversarial map is then capped at the clean peak:
+    otherwise the distance grows without bound by *amplifying* the true class's saliency (seen
+    on adversarially trained sources, where it swamped the adversarial loss), which helps the
+    classifier instead of fooling it. The sum over pixels is kept, as in the paper's
     ||S(x) - S(x')||_2^2.
     """
     clean_maps = clean_maps.detach()
     if normalize:
         peaks = clean_maps.flatten(1).amax(dim=1)
         scale = peaks.clamp_min(0.01 * peaks.mean().clamp_min(1e-12)).view(-1, 1, 1)
-        clean_maps, adversarial_maps = clean_maps / scale, adversarial_maps / scale
+        clean_maps = clean_maps / scale
+        adversarial_maps = (adversarial_maps / scale).clamp(max=1.0)
     return (clean_maps - adversarial_maps).pow(2).flatten(1).sum(dim=1)
 
 
