@@ -75,6 +75,7 @@ def test_adversarial_training_resumes_and_hardens(mnist_dir, tmp_path) -> None:
     train_classifier(ZooConfig(**{**config.__dict__, "epochs": 2}), path, test_limit=300)
     model, meta = load_classifier(path)
     assert [row["epoch"] for row in meta["history"]] == [1, 2]
+    assert all(0 <= row["pgd10_acc"] <= 1 for row in meta["history"])
     with pytest.raises(AgscmError, match="different config"):
         train_classifier(ZooConfig(**{**config.__dict__, "lr": 0.5}), path, test_limit=300)
     test = load_split(mnist_dir, "test").subset(200)

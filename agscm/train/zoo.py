@@ -33,6 +33,7 @@ from agscm.train.registry import SUFFIX, config_from_meta
 KINDS = ("natural", "adv", "secret")
 ADV_METHODS = ("fgsm-rs", "pgd")
 DEFAULT_SEEDS = {"natural": 0, "adv": 1, "secret": 2}
+ROBUST_CHECK_IMAGES = 500  # test images attacked after each adversarial-training epoch
 
 
 @dataclass
@@ -123,6 +124,9 @@ def train_classifier(config: ZooConfig, out_path: Path, device: str = "cpu",
             row = _train_epoch(model, optimizer, train_set, config, epoch, generator, device,
                                progress, scheduler_steps)
             row["test_acc"] = accuracy(model, test_set, device=device)
+            if config.kind != "natural":
+                row["pgd10_acc"] = robust_accuracy(model, test_set.subset(ROBUST_CHECK_IMAGES),
+                                                   config, device)
             meta["history"].append(row)
             meta["epoch"] = epoch + 1
             tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -132,6 +136,22 @@ def train_classifier(config: ZooConfig, out_path: Path, device: str = "cpu",
             progress.console.print(f"{meta['name']} epoch {epoch + 1}/{config.epochs}: "
                                    f"{format_metrics({k: v for k, v in row.items() if k != 'epoch'})}")
     return out_path
+
+
+def robust_accuracy(model: nn.Module, data: ImageSet, config: ZooConfig, device: str) -> float:
+    """Accuracy under PGD-10 at the training eps: FGSM-based adversarial training can collapse
+    ("catastrophic overfitting": high FGSM accuracy, none under PGD), and this shows it."""
+    assert config.eps is not None
+    attack = PGD(model, eps=config.eps, alpha=2.5 * config.eps / 10, steps=10)
+    was_training = model.training
+    correct = 0
+    for images, labels in iterate_batches(data, 250, device=device):
+        adversarial = attack(images, labels)
+        model.eval()
+        with torch.no_grad():
+            correct += int((model(adversarial).argmax(1) == labels).sum())
+    model.train(was_training)
+    return correct / max(len(data), 1)
 
 
 def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: ImageSet,
