@@ -116,6 +116,19 @@ def test_accuracy_drops_white_box(model, mnist_test, name, bound) -> None:
     assert clean > 0.9 and adversarial < bound
 
 
+def test_noise_is_a_seeded_random_corner_of_the_ball(model, batch) -> None:
+    images, labels = batch
+    attack = make_attack("noise", model, 0.1)
+    torch.manual_seed(0)
+    first = attack(images, labels)
+    torch.manual_seed(0)
+    assert torch.equal(first, attack(images, labels))
+    inside = (images >= 0.1) & (images <= 0.9)  # pixels the [0,1] clip cannot touch
+    moved = (first - images)[inside].abs()
+    torch.testing.assert_close(moved, torch.full_like(moved, 0.1))
+    assert 0.4 < float(((first - images)[inside] > 0).float().mean()) < 0.6  # signs uniform
+
+
 def test_registry_defaults_follow_eps_and_data(model) -> None:
     madry = make_attack("pgd", model, 0.3, channels=1)
     assert (madry.steps, madry.alpha) == (40, pytest.approx(0.01))
@@ -129,7 +142,7 @@ def test_registry_defaults_follow_eps_and_data(model) -> None:
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda m: make_attack("cw", m, 0.3), "choose one of fgsm, pgd, mifgsm, ata"),
+    (lambda m: make_attack("cw", m, 0.3), "choose one of fgsm, pgd, mifgsm, ata, noise"),
     (lambda m: make_attack("pgd", m, 1.5), "eps above 1"),
     (lambda m: make_attack("fgsm", m, 0.0), "eps must be > 0"),
     (lambda m: make_attack("fgsm", m, 0.3, steps=5), "fgsm takes no steps"),

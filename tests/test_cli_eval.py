@@ -122,8 +122,11 @@ def test_reproduce_mnist_quick_end_to_end(mnist_dir, tmp_path) -> None:
     assert "Command: `agscm reproduce mnist --quick --work" in markdown
     assert "The paper's MNIST table" in markdown and "| natural | AEG-GC | 0.1500 |" in markdown
     assert "| quick-natural+quick-adv | aeg-gc |" in markdown
+    assert payload["transfer"]["methods"] == ["aeg-gc", "ata:steps=5", "pgd:steps=5", "mifgsm",
+                                              "fgsm", "noise"]  # steps touch ATA and PGD only
+    assert "Against random noise of the same eps (noise: every pixel +-eps), AEG-GC" in markdown
     cells = payload["transfer"]["cells"]
-    assert len(cells) == (3 * 5 + 1) * 3
+    assert len(cells) == (3 * 6 + 1) * 3
     assert len((tmp_path / "mnist.csv").read_text().splitlines()) == 1 + len(cells)
     with Image.open(tmp_path / "mnist-sweep.png") as image:
         assert image.format == "PNG"

@@ -217,6 +217,8 @@ def test_default_budget_reuses_the_zoo_being_trained() -> None:
     data = "../shared/data/mnist"
     assert configs == {
         "mnist-natural": ZooConfig(data=data, kind="natural", epochs=4),
-        "mnist-adv": ZooConfig(data=data, kind="adv", epochs=12, eps_warmup_epochs=2),
-        "mnist-secret": ZooConfig(data=data, kind="secret", epochs=12, eps_warmup_epochs=2)}
+        "mnist-adv": ZooConfig(data=data, kind="adv", epochs=5, eps_warmup_epochs=1,
+                               adv_method="pgd", adv_steps=7),
+        "mnist-secret": ZooConfig(data=data, kind="secret", epochs=5, eps_warmup_epochs=1,
+                                  adv_method="pgd", adv_steps=7)}
     assert MnistBudget().zoo_dir == "runs/zoo"

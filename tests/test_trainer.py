@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from agscm.cli import app
 from agscm.data import load_split
 from agscm.errors import AgscmError
 from agscm.train.batches import accuracy
+from agscm.train.checkpoint import load_checkpoint, save_checkpoint
 from agscm.train.generator import Generator, GeneratorConfig
 from agscm.train.generator_checkpoint import load_generator
 from agscm.train.registry import load_classifier
@@ -58,6 +60,24 @@ def test_resume_gives_the_same_weights(mnist_dir, tiny_zoo, tmp_path) -> None:
     for (name, a), b in zip(straight.generator.state_dict().items(),
                             resumed.generator.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_resume_refuses_a_retrained_source(mnist_dir, tiny_zoo, tmp_path) -> None:
+    """Same source name, other weights: resuming would silently mix two attacks into one file."""
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    source = zoo / "tiny-natural.safetensors"
+    shutil.copy(tiny_zoo / source.name, source)
+    small = {"train_limit": 128, "val_limit": 32}
+    out = tmp_path / "g.safetensors"
+    train_generator(_config(mnist_dir, zoo, out, epochs=1, **small))
+    tensors, meta = load_checkpoint(source)
+    save_checkpoint(source, {k: v + 0.01 if v.is_floating_point() else v
+                             for k, v in tensors.items()}, meta)
+    with pytest.raises(AgscmError, match="trained against other weights of its source models"):
+        train_generator(_config(mnist_dir, zoo, out, **small))
+    shutil.copy(tiny_zoo / source.name, source)  # the original weights again: resumes
+    assert train_generator(_config(mnist_dir, zoo, out, **small)).meta["epoch"] == 2
 
 
 def test_same_seed_same_weights(mnist_dir, tiny_zoo, tmp_path) -> None:

@@ -18,6 +18,7 @@ from agscm.attacks.ata import ATA
 from agscm.attacks.base import Attack
 from agscm.attacks.fgsm import FGSM
 from agscm.attacks.mifgsm import MIFGSM
+from agscm.attacks.noise import RandomNoise
 from agscm.attacks.pgd import PGD
 from agscm.errors import AgscmError
 from agscm.train.zoo import default_eps
@@ -76,6 +77,7 @@ ATTACKS: dict[str, AttackFactory] = {
     "pgd": AttackFactory(PGD, grey=MADRY_MNIST, colour=PGD_10),
     "mifgsm": AttackFactory(MIFGSM, grey=MOMENTUM_PAPER, colour=MOMENTUM_PAPER),
     "ata": AttackFactory(ATA, grey=MADRY_MNIST, colour=PGD_10),
+    "noise": AttackFactory(RandomNoise),  # the floor: random signs, no gradient
 }
 
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 @one_line_errors
 def attack(
-    method: Annotated[str, typer.Argument(help="fgsm, pgd, mifgsm or ata.")],
+    method: Annotated[str, typer.Argument(help="fgsm, pgd, mifgsm, ata or noise (the random floor).")],
     source: Annotated[str, typer.Option(help="Source model: a zoo name or a .safetensors path.")],
     data: Annotated[str, typer.Option(help="Data set: a path or 'mnist-sample'.")],
     split: Annotated[str, typer.Option(help="train or test.")] = "test",

@@ -31,9 +31,9 @@ def evaluate(
     target: Annotated[list[str] | None, typer.Option(
         help="Target model; repeat \\[default: the zoo sources].")] = None,
     method: Annotated[list[str] | None, typer.Option(
-        help="aeg-gc, ata, pgd, mifgsm or fgsm, with options as NAME:KEY=VALUE,... (e.g. "
-             "pgd:steps=20); repeat \\[default: aeg-gc if generators are given, and all four "
-             "baselines].")] = None,
+        help="aeg-gc, ata, pgd, mifgsm, fgsm or noise, with options as NAME:KEY=VALUE,... (e.g. "
+             "pgd:steps=20); repeat \\[default: aeg-gc if generators are given, and every "
+             "baseline, the noise floor included].")] = None,
     generator: Annotated[list[str] | None, typer.Option(
         help="SOURCE=PATH: the aeg-gc generator (.safetensors or .onnx) for a source; a label "
              "that is not a zoo model (e.g. mnist-natural+mnist-adv) adds a generator-only "
@@ -152,6 +152,9 @@ def mnist(
         "--lambda", help="Fix lambda \\[default: the sweep's best lambda > 0].")] = None,
     limit: Annotated[int | None, typer.Option(
         help="Test images in the table \\[default: all 10,000].")] = None,
+    attack_steps: Annotated[int | None, typer.Option(
+        help="PGD and ATA steps, alpha = 0.4 / steps \\[default: Madry's 40 steps of 0.01].")
+    ] = None,
     sweep_lambdas: Annotated[str | None, typer.Option(
         help="Comma-separated sweep lambdas \\[default: 0,0.2,0.4,0.6,0.8].")] = None,
     sweep_epochs: Annotated[int | None, typer.Option(
@@ -172,6 +175,7 @@ def mnist(
     given: dict[str, Any] = {
         "data": data, "zoo_dir": zoo_dir, "out_dir": out, "cache_dir": cache, "epochs": epochs,
         "train_limit": train_limit, "lambda_gradcam": lambda_gradcam, "limit": limit,
+        "attack_steps": attack_steps,
         "sweep_lambdas": tuple(parse_lambdas(sweep_lambdas)) if sweep_lambdas else None,
         "sweep_epochs": sweep_epochs, "sweep_train_limit": sweep_train_limit, "device": device}
     changes = {key: str(value) if isinstance(value, Path) else value

