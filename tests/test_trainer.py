@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from agscm.cli import app
 from agscm.data import load_split
 from agscm.errors import AgscmError
-from agscm.train.batches import accuracy
+from agscm.train import trainer
+from agscm.train.batches import accuracy, iterate_indexed_batches
 from agscm.train.checkpoint import load_checkpoint, save_checkpoint
 from agscm.train.generator import Generator, GeneratorConfig
 from agscm.train.generator_checkpoint import load_generator
@@ -21,6 +22,7 @@ from agscm.train.registry import load_classifier
 from agscm.train.trainer import (
     SourceSpec,
     TrainConfig,
+    clean_map_cache,
     load_sources,
     log_path,
     resolve_config,
@@ -155,3 +157,24 @@ def test_targeted_loss_pulls_towards_the_target(mnist_dir, tiny_zoo) -> None:
         optimizer.step()
     after = (model(generator(images)).argmax(1) == 3).float().mean()
     assert after > before + 0.3
+
+
+def test_cached_clean_maps_change_nothing_but_the_cost(mnist_dir, tiny_zoo, monkeypatch) -> None:
+    data = load_split(mnist_dir, "train").subset(300)
+    config = resolve_config(_config(mnist_dir, tiny_zoo, Path("unused")), data)
+    sources = load_sources(config, data)
+    cached = clean_map_cache(sources, data, config)
+    assert cached is not None and cached[0].shape[0] == 300
+    index, images, labels = next(iterate_indexed_batches(
+        data, 64, shuffle=True, generator=torch.Generator().manual_seed(1)))
+    fresh, _ = sources[0].cam(images, labels, create_graph=False)
+    batch_maps = cached[0][torch.from_numpy(index)]
+    torch.testing.assert_close(batch_maps, fresh, atol=1e-6, rtol=1e-5)
+    torch.manual_seed(0)
+    generator = Generator(GeneratorConfig(width=4, residual_blocks=1))
+    with_cache, _ = step_loss(generator, sources, images, labels, config, [batch_maps])
+    without, _ = step_loss(generator, sources, images, labels, config)
+    torch.testing.assert_close(with_cache, without, atol=1e-5, rtol=1e-5)
+    assert clean_map_cache(sources, data, replace(config, lambda_gradcam=0.0)) is None
+    monkeypatch.setattr(trainer, "CLEAN_MAP_BUDGET_BYTES", 300 * 4)  # less than 300 maps need
+    assert clean_map_cache(sources, data, config) is None

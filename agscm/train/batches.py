@@ -10,16 +10,29 @@ import torch
 from agscm.data import ImageSet
 
 
-def iterate_batches(data: ImageSet, batch_size: int, shuffle: bool = False,
-                    generator: torch.Generator | None = None,
-                    device: str | torch.device = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (images in [0,1] float32, labels int64) batches; the order comes from `generator`."""
+def iterate_indexed_batches(
+        data: ImageSet, batch_size: int, shuffle: bool = False,
+        generator: torch.Generator | None = None, device: str | torch.device = "cpu",
+) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+    """Yield (positions in `data`, images in [0,1] float32, labels int64) batches.
+
+    The positions let a caller look up per-image values it computed once; the order comes
+    from `generator`.
+    """
     count = len(data)
     order = torch.randperm(count, generator=generator).numpy() if shuffle else np.arange(count)
     for start in range(0, count, batch_size):
         index = order[start:start + batch_size]
         images = torch.from_numpy(data.images[index]).to(device, torch.float32).div_(255.0)
         labels = torch.from_numpy(data.labels[index]).to(device)
+        yield index, images, labels
+
+
+def iterate_batches(data: ImageSet, batch_size: int, shuffle: bool = False,
+                    generator: torch.Generator | None = None,
+                    device: str | torch.device = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (images in [0,1] float32, labels int64) batches; the order comes from `generator`."""
+    for _, images, labels in iterate_indexed_batches(data, batch_size, shuffle, generator, device):
         yield images, labels
 
 

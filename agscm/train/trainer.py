@@ -25,7 +25,7 @@ from agscm import __version__
 from agscm.data import ImageSet, load_split
 from agscm.errors import AgscmError
 from agscm.progress import format_metrics, make_progress
-from agscm.train.batches import batch_count, iterate_batches
+from agscm.train.batches import batch_count, iterate_batches, iterate_indexed_batches
 from agscm.train.checkpoint import (
     file_digest,
     optimizer_from_tensors,
@@ -138,9 +138,33 @@ def resolve_config(config: TrainConfig, data: ImageSet) -> TrainConfig:
                           "sources": [SourceSpec(**asdict(s)) for s in config.sources]})
 
 
+CLEAN_MAP_BUDGET_BYTES = 1 << 30  # above this the clean maps are recomputed every step
+
+
+def clean_map_cache(sources: list[LoadedSource], data: ImageSet,
+                    config: TrainConfig) -> list[torch.Tensor] | None:
+    """Every training image's clean Grad-CAM map for each source, computed once.
+
+    They stay constant while the generator trains, and recomputing them took about a fifth
+    of each step. None when lambda is 0 or the maps would not fit the memory budget.
+    """
+    if config.lambda_gradcam == 0:
+        return None
+    images, labels = next(iterate_batches(data.subset(1), 1, device=config.device))
+    per_image = sum(s.cam(images, labels, create_graph=False)[0].numel() for s in sources)
+    if per_image * len(data) * 4 > CLEAN_MAP_BUDGET_BYTES:
+        return None
+    return [torch.cat([source.cam(images, labels, create_graph=False)[0] for images, labels
+                       in iterate_batches(data, 250, device=config.device)]) for source in sources]
+
+
 def step_loss(generator: Generator, sources: list[LoadedSource], images: torch.Tensor,
-               labels: torch.Tensor, config: TrainConfig) -> tuple[torch.Tensor, dict[str, float]]:
-    """Total loss of one batch and its terms (for the progress bar)."""
+              labels: torch.Tensor, config: TrainConfig,
+              clean_maps: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total loss of one batch and its terms (for the progress bar).
+
+    `clean_maps`: this batch's clean Grad-CAM maps per source, if cached; else computed here.
+    """
     assert config.c is not None
     targeted = config.target_class is not None
     goal = torch.full_like(labels, config.target_class) if targeted else labels
@@ -149,12 +173,13 @@ def step_loss(generator: Generator, sources: list[LoadedSource], images: torch.T
     l_noise = noise_loss(delta, config.c)
     l_adv = torch.zeros(())
     l_cam = torch.zeros(())
-    for source in sources:
+    for index, source in enumerate(sources):
         if config.lambda_gradcam > 0:
-            clean_maps, _ = source.cam(images, labels, create_graph=False)
+            clean = (clean_maps[index] if clean_maps is not None
+                     else source.cam(images, labels, create_graph=False)[0])
             adv_maps, logits = source.cam(adversarial, goal, create_graph=True)
-            distance = (shape_distance(clean_maps, adv_maps) if targeted
-                        else gradcam_distance(clean_maps, adv_maps, config.cam_normalize))
+            distance = (shape_distance(clean, adv_maps) if targeted
+                        else gradcam_distance(clean, adv_maps, config.cam_normalize))
             l_cam = l_cam + source.weight * gradcam_loss(distance, targeted)
         else:
             logits = source.model(adversarial)
@@ -229,6 +254,7 @@ def train_generator(config: TrainConfig, resume: bool = True) -> GeneratorCheckp
     if record["epoch"] >= config.epochs:
         return GeneratorCheckpoint(out, {**record, "kind": "generator"}, generator.eval())
     generator.train()
+    cached_maps = clean_map_cache(sources, train_set, config)
     steps_per_epoch = batch_count(train_set, config.batch_size)
     with make_progress() as progress:
         for epoch in range(record["epoch"], config.epochs):
@@ -237,10 +263,12 @@ def train_generator(config: TrainConfig, resume: bool = True) -> GeneratorCheckp
                                      total=steps_per_epoch, metrics="")
             start = time.perf_counter()
             sums: dict[str, float] = {}
-            for step, (images, labels) in enumerate(iterate_batches(
+            for step, (index, images, labels) in enumerate(iterate_indexed_batches(
                     train_set, config.batch_size, shuffle=True, generator=order,
                     device=config.device), start=1):
-                loss, terms = step_loss(generator, sources, images, labels, config)
+                clean_maps = (None if cached_maps is None
+                              else [maps[torch.from_numpy(index)] for maps in cached_maps])
+                loss, terms = step_loss(generator, sources, images, labels, config, clean_maps)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
