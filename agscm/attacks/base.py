@@ -12,6 +12,11 @@ from agscm.errors import AgscmError
 NORMS = ("linf", "l2")
 
 
+def l2_norms(batch: torch.Tensor) -> torch.Tensor:
+    """Each image's L2 norm, shaped (N, 1, 1, 1) to divide the batch; floored to avoid 0/0."""
+    return batch.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+
+
 class Attack(ABC):
     """Base for baselines. Subclasses write only `forward(images, labels) -> adversarial`.
 
@@ -52,16 +57,14 @@ class Attack(ABC):
         if self.norm == "linf":
             delta = delta.clamp(-self.eps, self.eps)
         else:
-            norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-            delta = delta * (self.eps / norms).clamp(max=1.0)
+            delta = delta * (self.eps / l2_norms(delta)).clamp(max=1.0)
         return (images + delta).clamp(0, 1)
 
     def ascent_step(self, grad: torch.Tensor, size: float) -> torch.Tensor:
         """The steepest-ascent step of length `size` in this attack's norm (sign for L-inf)."""
         if self.norm == "linf":
             return size * grad.sign()
-        norms = grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-        return size * grad / norms
+        return size * grad / l2_norms(grad)
 
     def input_gradient(self, adversarial: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """d CE(model(x'), y) / d x' for the plain classification loss."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from agscm.attacks.base import Attack
+from agscm.attacks.base import Attack, l2_norms
 
 
 class RandomNoise(Attack):
@@ -24,8 +24,5 @@ class RandomNoise(Attack):
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         noise = torch.randn_like(images)
-        if self.norm == "linf":
-            step = self.eps * noise.sign()
-        else:
-            step = self.eps * noise / noise.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-        return self.project(images, images + step)
+        step = noise.sign() if self.norm == "linf" else noise / l2_norms(noise)
+        return self.project(images, images + self.eps * step)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from agscm.attacks.base import Attack
+from agscm.attacks.base import Attack, l2_norms
 
 
 class PGD(Attack):
@@ -45,6 +45,6 @@ class PGD(Attack):
         if self.norm == "linf":
             return torch.empty_like(images).uniform_(-self.eps, self.eps)
         direction = torch.randn_like(images)
-        direction /= direction.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+        direction /= l2_norms(direction)
         radius = torch.rand(len(images), 1, 1, 1, device=images.device)
         return direction * radius * self.eps
