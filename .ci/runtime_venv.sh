@@ -27,8 +27,8 @@ from pathlib import Path
 
 import torch
 
-from agscm.train.generator import Generator, GeneratorConfig
-from agscm.train.generator_checkpoint import save_generator
+from agscm.models.generator import Generator, GeneratorConfig
+from agscm.models.generator_checkpoint import save_generator
 
 torch.manual_seed(0)
 generator = Generator(GeneratorConfig(channels=1, width=4, residual_blocks=1, eps=0.3))

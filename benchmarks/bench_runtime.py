@@ -42,13 +42,14 @@ from agscm import __version__
 from agscm.attacks.registry import make_attack
 from agscm.contract import SIZE_MULTIPLE, GeneratorMetadata
 from agscm.data import load_split
+from agscm.data.budget import default_eps
 from agscm.export.onnx_export import ContractModule, export_generator
 from agscm.export.variants import to_fp16, to_int8
+from agscm.models.generator import Generator, GeneratorConfig
+from agscm.models.generator_checkpoint import load_generator
+from agscm.models.registry import load_classifier
 from agscm.runtime import GeneratorModel
-from agscm.train.generator import Generator, GeneratorConfig
-from agscm.train.generator_checkpoint import load_generator
-from agscm.train.registry import load_classifier
-from agscm.train.zoo import ZooConfig, default_eps, train_classifier
+from agscm.train.zoo import ZooConfig, train_classifier
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("AGSCM_DATA", REPO.parent / "shared" / "data"))

@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 
 from agscm.data import load_split
-from agscm.train.checkpoint import save_checkpoint
-from agscm.train.generator import Generator, GeneratorConfig
-from agscm.train.models import ClassifierConfig, build_classifier
+from agscm.models.checkpoint import save_checkpoint
+from agscm.models.classifiers import ClassifierConfig, build_classifier
+from agscm.models.generator import Generator, GeneratorConfig
 from agscm.train.trainer import (
     SourceSpec,
     TrainConfig,

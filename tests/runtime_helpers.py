@@ -36,9 +36,9 @@ def build_mnist_generator(folder: Path, mnist_dir: Path, zoo: Path,
 
     from agscm.data import load_split
     from agscm.export.pipeline import export_checkpoint
-    from agscm.train.generator import Generator, GeneratorConfig
-    from agscm.train.generator_checkpoint import save_generator
-    from agscm.train.registry import load_classifier
+    from agscm.models.generator import Generator, GeneratorConfig
+    from agscm.models.generator_checkpoint import save_generator
+    from agscm.models.registry import load_classifier
 
     files = GeneratorFiles(folder / "gen.safetensors", zoo, folder / "G.onnx")
     threads = torch.get_num_threads()
@@ -76,7 +76,7 @@ def export_random_generator(path: Path, channels: int, norm: str = "linf",
     from agscm import __version__
     from agscm.contract import SIZE_MULTIPLE, GeneratorMetadata
     from agscm.export.onnx_export import export_generator
-    from agscm.train.generator import Generator, GeneratorConfig
+    from agscm.models.generator import Generator, GeneratorConfig
 
     torch.manual_seed(channels)
     config = GeneratorConfig(channels=channels, width=4, residual_blocks=1, eps=eps, norm=norm)

@@ -16,8 +16,8 @@ from agscm.attacks.pgd import PGD
 from agscm.attacks.registry import ATTACKS, attack_settings, make_attack
 from agscm.data import ImageSet, load_split
 from agscm.errors import AgscmError
-from agscm.train.batches import accuracy, iterate_batches
-from agscm.train.gradcam import GradCAM, gradcam_distance
+from agscm.models.batches import accuracy, iterate_batches
+from agscm.models.gradcam import GradCAM, gradcam_distance
 
 
 class TinyCNN(nn.Module):

@@ -28,8 +28,8 @@ from agscm.export.onnx_export import ContractModule
 from agscm.export.pipeline import export_checkpoint
 from agscm.export.variants import to_fp16
 from agscm.export.verify import check_parity, parity_batches
+from agscm.models.generator_checkpoint import load_generator
 from agscm.runtime import Perturber
-from agscm.train.generator_checkpoint import load_generator
 
 
 def _dims(value: onnx.ValueInfoProto) -> list[str | int]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from agscm.errors import AgscmError
-from agscm.train.generator import Generator, GeneratorConfig
+from agscm.models.generator import Generator, GeneratorConfig
 from agscm.train.losses import adversarial_loss, gradcam_loss, noise_loss
 
 

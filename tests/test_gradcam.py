@@ -12,8 +12,8 @@ from torch import nn
 
 from agscm.data import load_split
 from agscm.errors import AgscmError
-from agscm.train.gradcam import GradCAM, gradcam_distance, resolve_layer
-from agscm.train.models import ClassifierConfig, MadryCNN
+from agscm.models.classifiers import ClassifierConfig, MadryCNN
+from agscm.models.gradcam import GradCAM, gradcam_distance, resolve_layer
 
 
 @pytest.fixture(scope="module")

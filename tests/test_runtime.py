@@ -123,7 +123,7 @@ def test_perturb_array_any_size_matches_pytorch(mnist_generator: GeneratorFiles,
 
     from agscm.data import load_split
     from agscm.export.onnx_export import ContractModule
-    from agscm.train.generator_checkpoint import load_generator
+    from agscm.models.generator_checkpoint import load_generator
 
     images = load_split(mnist_dir, "test").subset(6).as_float()[..., :27, 2:24]  # 27 x 22
     adversarial = Perturber(mnist_generator.onnx, device="cpu").perturb_array(images)

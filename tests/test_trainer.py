@@ -13,12 +13,12 @@ from typer.testing import CliRunner
 from agscm.cli import app
 from agscm.data import load_split
 from agscm.errors import AgscmError
+from agscm.models.batches import accuracy, iterate_indexed_batches
+from agscm.models.checkpoint import load_checkpoint, save_checkpoint
+from agscm.models.generator import Generator, GeneratorConfig
+from agscm.models.generator_checkpoint import load_generator
+from agscm.models.registry import load_classifier
 from agscm.train import trainer
-from agscm.train.batches import accuracy, iterate_indexed_batches
-from agscm.train.checkpoint import load_checkpoint, save_checkpoint
-from agscm.train.generator import Generator, GeneratorConfig
-from agscm.train.generator_checkpoint import load_generator
-from agscm.train.registry import load_classifier
 from agscm.train.trainer import (
     SourceSpec,
     TrainConfig,

@@ -10,10 +10,10 @@ from agscm.attacks.pgd import PGD
 from agscm.cli import app
 from agscm.data import load_split
 from agscm.errors import AgscmError
-from agscm.train.batches import accuracy
-from agscm.train.checkpoint import load_checkpoint, save_checkpoint
-from agscm.train.models import ARCHITECTURES, ClassifierConfig, build_classifier
-from agscm.train.registry import list_models, load_classifier, resolve_model_path
+from agscm.models.batches import accuracy
+from agscm.models.checkpoint import load_checkpoint, save_checkpoint
+from agscm.models.classifiers import ARCHITECTURES, ClassifierConfig, build_classifier
+from agscm.models.registry import list_models, load_classifier, resolve_model_path
 from agscm.train.zoo import ZooConfig, train_classifier
 
 

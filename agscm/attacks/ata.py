@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from agscm.attacks.pgd import PGD
-from agscm.train.gradcam import GradCAM, gradcam_distance
+from agscm.models.gradcam import GradCAM, gradcam_distance
 
 
 class ATA(PGD):

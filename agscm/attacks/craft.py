@@ -10,8 +10,8 @@ import torch
 
 from agscm.attacks.base import Attack
 from agscm.data import ImageSet
+from agscm.models.batches import batch_count, iterate_batches
 from agscm.progress import format_metrics, make_progress
-from agscm.train.batches import batch_count, iterate_batches
 
 
 @dataclass

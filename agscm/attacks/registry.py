@@ -20,8 +20,8 @@ from agscm.attacks.fgsm import FGSM
 from agscm.attacks.mifgsm import MIFGSM
 from agscm.attacks.noise import RandomNoise
 from agscm.attacks.pgd import PGD
+from agscm.data.budget import default_eps
 from agscm.errors import AgscmError
-from agscm.train.zoo import default_eps
 
 
 @dataclass(frozen=True)

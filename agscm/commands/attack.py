@@ -55,7 +55,7 @@ def attack(
     from agscm.data import load_split
     from agscm.eval.methods import check_fits
     from agscm.eval.scoring import delta_size, predict
-    from agscm.train.registry import load_classifier
+    from agscm.models.registry import load_classifier
 
     if batch_size < 1 or (limit is not None and limit < 1):
         raise AgscmError(f"batch size and limit must be >= 1, got {batch_size} and {limit}")

@@ -22,15 +22,30 @@ def train(
     data: Annotated[str, typer.Argument(help="Data set: a path (IDX folder, CIFAR batches, "
                                              "image folder, .tar.gz) or 'mnist-sample'.")],
     kind: Annotated[str, typer.Option(help="natural, adv or secret.")] = "natural",
+    arch: Annotated[str | None, typer.Option(
+        help="Architecture: madry-cnn, resnet-small, resnet9, vgg-small, mobilenet-small or mlp "
+             "\\[default: madry-cnn grey, resnet-small colour].")] = None,
+    width: Annotated[int | None, typer.Option(
+        help="Base width \\[default: the architecture's own].")] = None,
+    batch_norm: Annotated[bool, typer.Option(
+        help="Batch norm in resnet-small and vgg-small (--no-batch-norm drops it).")] = True,
     name: Annotated[str | None, typer.Option(
-        help="Model name \\[default: <data name>-<kind>].")] = None,
+        help="Model name \\[default: <data name>-<kind>, or <data name>-<arch>-<kind> with "
+             "--arch].")] = None,
     zoo_dir: ZooDir = None,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 4,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
-    lr: Annotated[float, typer.Option(help="Adam learning rate (cosine decay).")] = 1e-3,
+    optimizer: Annotated[str, typer.Option(help="adam or sgd (Nesterov momentum 0.9).")] = "adam",
+    lr: Annotated[float, typer.Option(
+        help="Peak learning rate (warm-up, then cosine decay).")] = 1e-3,
+    warmup_epochs: Annotated[float, typer.Option(help="Learning-rate warm-up epochs.")] = 0.0,
+    weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 0.0,
+    augment: Annotated[str, typer.Option(
+        help="Augmentation: none, shift (random translation) or shift-flip.")] = "none",
     eps: Annotated[float | None, typer.Option(
         help="Adversarial training budget \\[default: 0.3 grey, 8/255 colour].")] = None,
-    adv_method: Annotated[str, typer.Option(help="fgsm-rs or pgd.")] = "fgsm-rs",
+    adv_method: Annotated[str, typer.Option(
+        help="pgd, or fgsm-rs (fast, but can collapse; see docs/RESULTS.md).")] = "pgd",
     adv_steps: Annotated[int, typer.Option(help="PGD steps (with --adv-method pgd).")] = 7,
     eps_warmup_epochs: Annotated[int, typer.Option(help="Epochs to ramp eps up.")] = 1,
     seed: Annotated[int | None, typer.Option(
@@ -41,15 +56,19 @@ def train(
 ) -> None:
     """Train (or resume) one zoo model.
 
-    Example: agscm zoo train ../shared/data/mnist --kind adv --epochs 12
+    Example: agscm zoo train ../shared/data/mnist --kind adv --epochs 5 --zoo runs/zoo
     """
-    from agscm.train.registry import SUFFIX, default_zoo_dir
-    from agscm.train.zoo import ZooConfig, dataset_tag, train_classifier
+    from agscm.data.registry import dataset_tag
+    from agscm.models.registry import SUFFIX, default_zoo_dir
+    from agscm.train.zoo import ZooConfig, train_classifier
 
-    config = ZooConfig(data=data, kind=kind, epochs=epochs, batch_size=batch_size, lr=lr, eps=eps,
-                       adv_method=adv_method, adv_steps=adv_steps,
+    config = ZooConfig(data=data, kind=kind, arch=arch, width=width, batch_norm=batch_norm,
+                       epochs=epochs,
+                       batch_size=batch_size, optimizer=optimizer, lr=lr,
+                       warmup_epochs=warmup_epochs, weight_decay=weight_decay, augment=augment,
+                       eps=eps, adv_method=adv_method, adv_steps=adv_steps,
                        eps_warmup_epochs=eps_warmup_epochs, seed=seed, train_limit=train_limit)
-    model_name = name or f"{dataset_tag(data)}-{kind}"
+    model_name = name or "-".join(filter(None, (dataset_tag(data), arch, kind)))
     path = train_classifier(config, (zoo_dir or default_zoo_dir()) / f"{model_name}{SUFFIX}",
                             device=device)
     typer.echo(f"saved {path}")
@@ -65,7 +84,7 @@ def list_(zoo_dir: ZooDir = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from agscm.train.registry import default_zoo_dir, list_models
+    from agscm.models.registry import default_zoo_dir, list_models
 
     folder = zoo_dir or default_zoo_dir()
     rows = list_models(folder)

@@ -47,3 +47,11 @@ def load_split(source: str | Path, split: str, *, cache: bool = True) -> ImageSe
     if is_cifar_folder(root):
         return load_cifar_batches(root, split)
     return load_image_folder(root, split)
+
+
+def dataset_tag(data: str) -> str:
+    """A short name for a data set path: `../shared/data/mnist` -> `mnist`."""
+    name = Path(data).name
+    for suffix in (".tar.gz", ".tgz", ".tar"):
+        name = name.removesuffix(suffix)
+    return name or "data"

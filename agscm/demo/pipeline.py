@@ -25,6 +25,7 @@ from rich.console import Console
 
 from agscm import __version__
 from agscm.data import load_split
+from agscm.data.registry import dataset_tag
 from agscm.demo.figure import draw, explain
 from agscm.demo.folders import Sample, read_outputs, read_pixels, run_perturb, write_samples
 from agscm.errors import AgscmError
@@ -33,9 +34,9 @@ from agscm.eval.methods import GENERATOR_METHOD
 from agscm.eval.report import write_json, write_transfer
 from agscm.eval.transfer import EvalConfig, TransferResult, evaluate
 from agscm.export.pipeline import export_checkpoint
-from agscm.train.registry import SUFFIX, list_models, load_classifier
+from agscm.models.registry import SUFFIX, list_models, load_classifier
 from agscm.train.trainer import SourceSpec, TrainConfig, log_path, train_generator
-from agscm.train.zoo import ZooConfig, dataset_tag, train_classifier
+from agscm.train.zoo import ZooConfig, train_classifier
 
 METHODS = (GENERATOR_METHOD, "pgd", "ata")
 

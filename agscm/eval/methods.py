@@ -24,8 +24,8 @@ from agscm.attacks.craft import CraftResult, craft
 from agscm.attacks.registry import ATTACKS, attack_settings, make_attack
 from agscm.data import ImageSet
 from agscm.errors import AgscmError
+from agscm.models.batches import batch_count
 from agscm.progress import format_metrics, make_progress
-from agscm.train.batches import batch_count
 
 GENERATOR_METHOD = "aeg-gc"
 BASELINES = tuple(ATTACKS)
@@ -188,7 +188,7 @@ Apply = Callable[[np.ndarray], np.ndarray]
 
 
 def _torch_generator(path: Path, device: str) -> tuple[GeneratorInfo, Apply]:
-    from agscm.train.generator_checkpoint import load_generator
+    from agscm.models.generator_checkpoint import load_generator
 
     generator, meta, _ = load_generator(path, device)
 

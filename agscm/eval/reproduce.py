@@ -31,7 +31,7 @@ from agscm.eval.report import (
 )
 from agscm.eval.sweep import DEFAULT_LAMBDAS, SweepConfig, SweepResult, run_sweep
 from agscm.eval.transfer import EvalConfig, TransferResult, evaluate
-from agscm.train.registry import SUFFIX
+from agscm.models.registry import SUFFIX
 from agscm.train.trainer import SourceSpec, TrainConfig, train_generator
 from agscm.train.zoo import ZooConfig, train_classifier
 

@@ -19,7 +19,7 @@ from agscm.data import load_split
 from agscm.errors import AgscmError
 from agscm.eval.methods import GeneratorMethod, check_fits
 from agscm.eval.scoring import delta_size, predict, score
-from agscm.train.registry import load_classifier
+from agscm.models.registry import load_classifier
 from agscm.train.trainer import SourceSpec, TrainConfig, train_generator
 
 DEFAULT_LAMBDAS = (0.0, 0.2, 0.4, 0.6, 0.8)

@@ -20,6 +20,7 @@ from rich.console import Console
 from torch import nn
 
 from agscm.data import ImageSet, load_split
+from agscm.data.budget import default_eps
 from agscm.errors import AgscmError
 from agscm.eval.cache import DEFAULT_CACHE_DIR, CraftCache, set_key
 from agscm.eval.methods import (
@@ -33,8 +34,7 @@ from agscm.eval.methods import (
     parse_method,
 )
 from agscm.eval.scoring import delta_size, predict, score
-from agscm.train.registry import load_classifier, resolve_model_path
-from agscm.train.zoo import default_eps
+from agscm.models.registry import load_classifier, resolve_model_path
 
 
 @dataclass

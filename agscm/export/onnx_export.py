@@ -18,7 +18,7 @@ from torch import nn
 
 from agscm.contract import INPUT_NAME, OPSET, OUTPUT_NAME, PERTURBATION_NAME, GeneratorMetadata
 from agscm.errors import AgscmError
-from agscm.train.generator import Generator
+from agscm.models.generator import Generator
 
 EXPORT_OPSET = max(OPSET, 18)
 

@@ -22,11 +22,11 @@ from agscm.export.metadata import metadata_from_checkpoint
 from agscm.export.onnx_export import ContractModule, check, export_generator, set_metadata
 from agscm.export.variants import to_fp16, to_int8
 from agscm.export.verify import ParityCheck, check_parity
+from agscm.models.generator_checkpoint import load_generator
+from agscm.models.registry import load_classifier
 from agscm.runtime.arrays import pad_to_multiple
 from agscm.runtime.files import atomic_path
 from agscm.runtime.model import GeneratorModel
-from agscm.train.generator_checkpoint import load_generator
-from agscm.train.registry import load_classifier
 
 PARITY_IMAGES = 64
 CALIBRATION_IMAGES = 256

@@ -23,21 +23,22 @@ from torch import nn
 
 from agscm import __version__
 from agscm.data import ImageSet, load_split
+from agscm.data.budget import default_eps
+from agscm.data.registry import dataset_tag
 from agscm.errors import AgscmError
-from agscm.progress import format_metrics, make_progress
-from agscm.train.batches import batch_count, iterate_batches, iterate_indexed_batches
-from agscm.train.checkpoint import (
+from agscm.models.batches import batch_count, iterate_batches, iterate_indexed_batches
+from agscm.models.checkpoint import (
     file_digest,
     optimizer_from_tensors,
     optimizer_to_tensors,
     require_same_config,
 )
-from agscm.train.generator import Generator, GeneratorConfig
-from agscm.train.generator_checkpoint import load_generator, save_generator
-from agscm.train.gradcam import GradCAM, gradcam_distance, shape_distance
+from agscm.models.generator import Generator, GeneratorConfig
+from agscm.models.generator_checkpoint import load_generator, save_generator
+from agscm.models.gradcam import GradCAM, gradcam_distance, shape_distance
+from agscm.models.registry import load_classifier
+from agscm.progress import format_metrics, make_progress
 from agscm.train.losses import ADV_LOSSES, adversarial_loss, gradcam_loss, noise_loss
-from agscm.train.registry import load_classifier
-from agscm.train.zoo import dataset_tag, default_eps
 
 
 @dataclass

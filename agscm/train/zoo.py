@@ -1,11 +1,16 @@
-"""Train the classifier zoo: `natural`, `adv` (adversarial training) and `secret` (adv, other seed).
+"""Train the classifier zoo: `natural`, `adv` (adversarial training) and `secret` (adv, other seed),
+in any registered architecture, so transfer can be measured across architectures too.
 
 One checkpoint per model holds weights, optimizer state and per-epoch history, rewritten
 atomically after every epoch, so an interrupted run resumes from its last finished epoch.
+On a CUDA device the steps run in bfloat16 autocast with channels-last tensors (the CPU path is
+plain float32); the reported accuracies are always measured in float32.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,10 +21,17 @@ from torch import nn
 
 from agscm.attacks.pgd import PGD
 from agscm.data import ImageSet, load_split
+from agscm.data.budget import default_eps
 from agscm.errors import AgscmError
-from agscm.progress import format_metrics, make_progress
-from agscm.train.batches import accuracy, batch_count, channel_stats, iterate_batches
-from agscm.train.checkpoint import (
+from agscm.models.batches import (
+    AUGMENTATIONS,
+    accuracy,
+    augment,
+    batch_count,
+    channel_stats,
+    iterate_batches,
+)
+from agscm.models.checkpoint import (
     load_checkpoint,
     optimizer_from_tensors,
     optimizer_to_tensors,
@@ -27,11 +39,13 @@ from agscm.train.checkpoint import (
     save_checkpoint,
     split_prefix,
 )
-from agscm.train.models import build_classifier, default_classifier_config
-from agscm.train.registry import SUFFIX, config_from_meta
+from agscm.models.classifiers import ARCHITECTURES, build_classifier, classifier_config
+from agscm.models.registry import SUFFIX, config_from_meta
+from agscm.progress import format_metrics, make_progress
 
 KINDS = ("natural", "adv", "secret")
 ADV_METHODS = ("fgsm-rs", "pgd")
+OPTIMIZERS = ("adam", "sgd")
 DEFAULT_SEEDS = {"natural": 0, "adv": 1, "secret": 2}
 ROBUST_CHECK_IMAGES = 500  # test images attacked after each adversarial-training epoch
 
@@ -42,12 +56,19 @@ class ZooConfig:
 
     data: str
     kind: str = "natural"
+    arch: str | None = None  # None: MadryLab CNN for grey data, the small ResNet for colour
+    width: int | None = None  # None: the architecture's own default
+    batch_norm: bool = True  # resnet-small, vgg-small: False trains them without batch norm
     epochs: int = 4
     batch_size: int = 128
-    lr: float = 1e-3
+    optimizer: str = "adam"  # adam, or sgd (Nesterov momentum 0.9)
+    lr: float = 1e-3  # peak: linear warm-up over warmup_epochs, then cosine decay to 1%
+    warmup_epochs: float = 0.0
+    weight_decay: float = 0.0
+    augment: str = "none"  # none, shift (random translation) or shift-flip
     eps: float | None = None  # None: the dataset's budget (0.3 for 1 channel, 8/255 for colour)
-    adv_method: str = "fgsm-rs"
-    adv_steps: int = 1  # PGD steps (adv_method pgd)
+    adv_method: str = "pgd"
+    adv_steps: int = 7  # PGD steps (adv_method pgd)
     adv_step_size: float | None = None  # None: 1.25*eps for fgsm-rs, 2.5*eps/steps for pgd
     eps_warmup_epochs: int = 1  # ramp eps linearly over these epochs (avoids early collapse)
     seed: int | None = None  # None: 0 natural, 1 adv, 2 secret
@@ -56,18 +77,24 @@ class ZooConfig:
     def validate(self) -> None:
         if self.kind not in KINDS:
             raise AgscmError(f"unknown zoo kind {self.kind!r}; choose one of {', '.join(KINDS)}")
+        if self.arch is not None and self.arch not in ARCHITECTURES:
+            raise AgscmError(f"unknown architecture {self.arch!r}; choose one of "
+                             f"{', '.join(sorted(ARCHITECTURES))}")
         if self.adv_method not in ADV_METHODS:
             raise AgscmError(f"unknown adversarial training method {self.adv_method!r}; choose "
                              f"one of {', '.join(ADV_METHODS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise AgscmError(f"unknown optimizer {self.optimizer!r}; choose one of "
+                             f"{', '.join(OPTIMIZERS)}")
+        if self.augment not in AUGMENTATIONS:
+            raise AgscmError(f"unknown augmentation {self.augment!r}; choose one of "
+                             f"{', '.join(AUGMENTATIONS)}")
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise AgscmError("epochs and batch size must be >= 1 and lr > 0")
+        if self.adv_steps < 1 or self.weight_decay < 0 or self.warmup_epochs < 0:
+            raise AgscmError("adversarial steps must be >= 1, weight decay and warm-up >= 0")
         if self.eps is not None and not 0 < self.eps <= 1:
             raise AgscmError(f"eps must be in (0, 1] for [0,1] pixels, got {self.eps}")
-
-
-def default_eps(channels: int) -> float:
-    """The MadryLab challenge budgets: 0.3 for MNIST-like data, 8/255 for colour images."""
-    return 0.3 if channels == 1 else 8 / 255
 
 
 def _resolved(config: ZooConfig, channels: int) -> ZooConfig:
@@ -81,6 +108,29 @@ def _resolved(config: ZooConfig, channels: int) -> ZooConfig:
                         "adv_step_size": step, "seed": seed})
 
 
+def learning_rate(config: ZooConfig, progress_in_epochs: float) -> float:
+    """Linear warm-up to `lr` over `warmup_epochs`, then cosine decay to 1% at the end."""
+    if progress_in_epochs < config.warmup_epochs:
+        return config.lr * max(progress_in_epochs / config.warmup_epochs, 0.01)
+    span = max(config.epochs - config.warmup_epochs, 1e-9)
+    done = min((progress_in_epochs - config.warmup_epochs) / span, 1.0)
+    return config.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(done * math.pi)))
+
+
+def _make_optimizer(model: nn.Module, config: ZooConfig) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9, nesterov=True,
+                               weight_decay=config.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _autocast(device: str) -> contextlib.AbstractContextManager[Any]:
+    """bfloat16 autocast on CUDA (several times faster for these small nets); none on CPU."""
+    if torch.device(device).type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def _adversarial_batch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                        config: ZooConfig, progress_in_epochs: float) -> torch.Tensor:
     assert config.eps is not None and config.adv_step_size is not None
@@ -88,10 +138,7 @@ def _adversarial_batch(model: nn.Module, images: torch.Tensor, labels: torch.Ten
     eps = max(config.eps * ramp, 1e-4)
     attack = PGD(model, eps=eps, alpha=config.adv_step_size * eps / config.eps,
                  steps=config.adv_steps, random_start=True)
-    was_training = model.training
-    adversarial = attack(images, labels)  # the attack evaluates in eval mode, then restores
-    model.train(was_training)
-    return adversarial
+    return attack(images, labels)  # the attack evaluates in eval mode, then restores the mode
 
 
 def train_classifier(config: ZooConfig, out_path: Path, device: str = "cpu",
@@ -103,10 +150,11 @@ def train_classifier(config: ZooConfig, out_path: Path, device: str = "cpu",
     config = _resolved(config, train_set.channels)
     assert config.seed is not None
     torch.manual_seed(config.seed)
-    model_config = default_classifier_config(train_set.channels, train_set.size,
-                                             len(train_set.classes), *channel_stats(train_set))
+    model_config = classifier_config(train_set.channels, train_set.size, len(train_set.classes),
+                                     *channel_stats(train_set), arch=config.arch,
+                                     width=config.width, batch_norm=config.batch_norm)
     model = build_classifier(model_config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = _make_optimizer(model, config)
     meta: dict[str, Any] = {"kind": "classifier", "name": out_path.name[: -len(SUFFIX)],
                             "model": asdict(model_config), "train": asdict(config),
                             "classes": train_set.classes, "epoch": 0, "history": []}
@@ -114,15 +162,14 @@ def train_classifier(config: ZooConfig, out_path: Path, device: str = "cpu",
         meta, model, optimizer = _resume(out_path, config, device)
         if meta["epoch"] >= config.epochs:
             return out_path
-    generator = torch.Generator().manual_seed(config.seed)
-    for _ in range(meta["epoch"]):  # replay the shuffles of finished epochs
-        torch.randperm(len(train_set), generator=generator)
-    torch.manual_seed(config.seed + 7919 * meta["epoch"])
-    scheduler_steps = config.epochs * batch_count(train_set, config.batch_size)
+    if torch.device(device).type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
     with make_progress() as progress:
         for epoch in range(meta["epoch"], config.epochs):
-            row = _train_epoch(model, optimizer, train_set, config, epoch, generator, device,
-                               progress, scheduler_steps)
+            torch.manual_seed(config.seed + 7919 * epoch)  # PGD's random starts
+            draws = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+            row = _train_epoch(model, optimizer, train_set, config, epoch, draws, device,
+                               progress)
             row["test_acc"] = accuracy(model, test_set, device=device)
             if config.kind != "natural":
                 row["pgd10_acc"] = robust_accuracy(model, test_set.subset(ROBUST_CHECK_IMAGES),
@@ -155,36 +202,39 @@ def robust_accuracy(model: nn.Module, data: ImageSet, config: ZooConfig, device:
 
 
 def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: ImageSet,
-                 config: ZooConfig, epoch: int, generator: torch.Generator, device: str,
-                 progress: Any, total_steps: int) -> dict[str, float]:
+                 config: ZooConfig, epoch: int, draws: torch.Generator, device: str,
+                 progress: Any) -> dict[str, float]:
     model.train()
     batches = batch_count(data, config.batch_size)
     task = progress.add_task(f"{config.kind} epoch {epoch + 1}/{config.epochs}", total=batches,
                              metrics="")
     start = time.perf_counter()
-    seen = correct = 0
-    loss_sum = 0.0
+    seen = 0
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    loss_sum = torch.zeros((), device=device)
     for step, (images, labels) in enumerate(
-            iterate_batches(data, config.batch_size, shuffle=True, generator=generator,
+            iterate_batches(data, config.batch_size, shuffle=True, generator=draws,
                             device=device)):
-        done = epoch * batches + step
-        if config.kind != "natural":
-            images = _adversarial_batch(model, images, labels, config, done / batches)
-        for group in optimizer.param_groups:  # cosine decay to 1% of lr
-            group["lr"] = config.lr * (0.01 + 0.99 * 0.5 * (1 + torch.cos(
-                torch.tensor(done / total_steps * torch.pi)).item()))
-        logits = model(images)
-        loss = nn.functional.cross_entropy(logits, labels)
+        done = epoch + step / batches
+        images = augment(images, config.augment, draws)
+        with _autocast(device):
+            if config.kind != "natural":
+                images = _adversarial_batch(model, images, labels, config, done)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(config, done)
+            logits = model(images)
+            loss = nn.functional.cross_entropy(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         seen += len(labels)
-        correct += int((logits.argmax(1) == labels).sum())
-        loss_sum += loss.item() * len(labels)
-        progress.update(task, advance=1, metrics=format_metrics(
-            {"loss": loss_sum / seen, "train_acc": correct / seen}))
+        correct += (logits.argmax(1) == labels).sum()
+        loss_sum += loss.detach() * len(labels)
+        if step % 20 == 0 or step == batches - 1:  # a host sync; rarely, so the GPU stays busy
+            progress.update(task, completed=step + 1, metrics=format_metrics(
+                {"loss": loss_sum.item() / seen, "train_acc": correct.item() / seen}))
     progress.remove_task(task)
-    return {"epoch": epoch + 1, "loss": loss_sum / seen, "train_acc": correct / seen,
+    return {"epoch": epoch + 1, "loss": loss_sum.item() / seen, "train_acc": correct.item() / seen,
             "seconds": time.perf_counter() - start}
 
 
@@ -197,14 +247,10 @@ def _resume(path: Path, config: ZooConfig,
     meta["train"]["epochs"] = config.epochs
     model = build_classifier(config_from_meta(meta)).to(device)
     model.load_state_dict(split_prefix(tensors, "model"))
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    optimizer.load_state_dict(optimizer_from_tensors(tensors, meta["optimizer"]))
+    optimizer = _make_optimizer(model, config)
+    if "optimizer" in meta:
+        optimizer.load_state_dict(optimizer_from_tensors(tensors, meta["optimizer"]))
+    elif meta["epoch"] < config.epochs:
+        raise AgscmError(f"{path}: holds no optimizer state (a weights-only copy), so it cannot "
+                         "be trained further; train a new model")
     return meta, model, optimizer
-
-
-def dataset_tag(data: str) -> str:
-    """A short name for a data set path: `../shared/data/mnist` -> `mnist`."""
-    name = Path(data).name
-    for suffix in (".tar.gz", ".tgz", ".tar"):
-        name = name.removesuffix(suffix)
-    return name or "data"

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from agscm.errors import AgscmError
-from agscm.train.checkpoint import load_checkpoint, split_prefix
-from agscm.train.models import ClassifierConfig, build_classifier
+from agscm.models.checkpoint import load_checkpoint, split_prefix
+from agscm.models.classifiers import ClassifierConfig, build_classifier
 
 SUFFIX = ".safetensors"
 

@@ -36,6 +36,32 @@ def iterate_batches(data: ImageSet, batch_size: int, shuffle: bool = False,
         yield images, labels
 
 
+AUGMENTATIONS = ("none", "shift", "shift-flip")
+
+
+def augment(images: torch.Tensor, mode: str, generator: torch.Generator) -> torch.Tensor:
+    """Random translations by up to 1/8 of the side (zero padding, then a random crop back to
+    the original size), plus random horizontal flips for "shift-flip": the standard CIFAR-10
+    augmentation. Runs on the batch's device; the draws come from the CPU `generator`, so a
+    resumed run sees the same augmentations."""
+    if mode == "none":
+        return images
+    count, _, height, width = images.shape
+    pad = max(1, min(height, width) // 8)
+    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (count, 1), generator=generator).to(images.device)
+    dx = torch.randint(0, 2 * pad + 1, (count, 1), generator=generator).to(images.device)
+    rows = (dy + torch.arange(height, device=images.device)).view(count, 1, height, 1)
+    cols = (dx + torch.arange(width, device=images.device)).view(count, 1, 1, width)
+    batch = torch.arange(count, device=images.device).view(count, 1, 1, 1)
+    channel = torch.arange(images.shape[1], device=images.device).view(1, -1, 1, 1)
+    shifted = padded[batch, channel, rows, cols]
+    if mode == "shift-flip":
+        flip = (torch.rand(count, generator=generator) < 0.5).to(images.device)
+        shifted = torch.where(flip.view(count, 1, 1, 1), shifted.flip(3), shifted)
+    return shifted
+
+
 def batch_count(data: ImageSet, batch_size: int) -> int:
     return (len(data) + batch_size - 1) // batch_size
 

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 
 from agscm.errors import AgscmError
-from agscm.train.checkpoint import load_checkpoint, save_checkpoint, split_prefix
-from agscm.train.generator import Generator, GeneratorConfig
+from agscm.models.checkpoint import load_checkpoint, save_checkpoint, split_prefix
+from agscm.models.generator import Generator, GeneratorConfig
 
 KIND = "generator"
 
