@@ -12,26 +12,20 @@ than one after another. Writes `<zoo>/<name>.log` per model and prints the secon
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
-import sys
 import time
 from pathlib import Path
 
 from agscm.eval.datasets import SPECS
+from agscm.eval.parallel import run_jobs
+from agscm.models.registry import SUFFIX
+from agscm.train.zoo import ZooConfig, train_classifier
 
 
-def _train(name: str, spec_name: str, data: str | None, zoo: str, device: str,
-           train_limit: int | None) -> tuple[str, float]:
-    from agscm.models.registry import SUFFIX
-    from agscm.train.zoo import train_classifier
-
-    config = SPECS[spec_name].zoo_configs(data, train_limit=train_limit)[name]
-    log = open(Path(zoo) / f"{name}.log", "a")  # noqa: SIM115 - the process's stderr until it ends
-    sys.stdout = sys.stderr = log
+def timed(config: ZooConfig, path: Path, device: str) -> float:
     start = time.perf_counter()
-    train_classifier(config, Path(zoo) / f"{name}{SUFFIX}", device=device)
-    return name, time.perf_counter() - start
+    train_classifier(config, path, device=device)
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -45,18 +39,18 @@ def main() -> None:
     parser.add_argument("--train-limit", type=int, default=None,
                         help="first N training images only (a smoke test; not the spec's model)")
     args = parser.parse_args()
-    names = [n for n in SPECS[args.spec].zoo_configs(args.data) if not args.only or n in args.only]
-    Path(args.zoo).mkdir(parents=True, exist_ok=True)
+    changes = {"train_limit": args.train_limit} if args.train_limit else {}
+    configs = {name: config for name, config in SPECS[args.spec].zoo_configs(args.data, **changes).items()
+               if not args.only or name in args.only}
+    zoo = Path(args.zoo)
+    zoo.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     start = time.perf_counter()
-    with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
-        jobs = [pool.apply_async(_train, (n, args.spec, args.data, args.zoo, args.device,
-                                                   args.train_limit))
-                for n in names]
-        for job in jobs:
-            name, seconds = job.get()
-            print(f"{name}: {seconds:.0f} s", flush=True)
-    print(f"zoo {args.spec}: {len(names)} models in {time.perf_counter() - start:.0f} s wall")
+    seconds = run_jobs(timed, [(c, zoo / f"{n}{SUFFIX}", args.device) for n, c in configs.items()],
+                       [zoo / f"{n}.log" for n in configs], args.jobs)
+    for name, spent in zip(configs, seconds, strict=True):
+        print(f"{name}: {spent:.0f} s", flush=True)
+    print(f"zoo {args.spec}: {len(configs)} models in {time.perf_counter() - start:.0f} s wall")
 
 
 if __name__ == "__main__":

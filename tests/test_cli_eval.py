@@ -111,23 +111,41 @@ def test_reproduce_mnist_quick_end_to_end(mnist_dir, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     markdown = (tmp_path / "mnist.md").read_text()
     payload = json.loads((tmp_path / "mnist.json").read_text())
-    reading = payload["reading"]
-    wins = reading["aeg_gc_lowest_vs_ata_pgd"]
-    assert reading["black_box_cells"] == 6
-    assert f"AEG-GC has the lowest accuracy in **{wins} of 6 black-box cells**" in markdown
-    lost = [c for c in reading["comparisons"] if not c["won"]]
-    assert len(lost) == 6 - wins
-    for cell in lost:
-        assert f"{cell['source']} -> {cell['target']} (AEG-GC" in markdown
     assert "Command: `agscm reproduce mnist --quick --work" in markdown
-    assert "The paper's MNIST table" in markdown and "| natural | AEG-GC | 0.1500 |" in markdown
-    assert "| quick-natural+quick-adv | aeg-gc |" in markdown
-    assert payload["transfer"]["methods"] == ["aeg-gc", "ata:steps=5", "pgd:steps=5", "mifgsm",
-                                              "fgsm", "noise"]  # steps touch ATA and PGD only
-    assert "Against random noise of the same eps (noise: every pixel +-eps), AEG-GC" in markdown
+    assert "The paper's mnist table" in markdown and "| natural | AEG-GC | 0.1500 |" in markdown
+    methods = ["aeg-gc", "aeg-gc-transfer", "pgd:steps=2", "mifgsm:steps=2", "ata:steps=2",
+               "fgsm", "noise"]
+    assert payload["transfer"]["methods"] == methods  # --quick shortens every iterative attack
+    sources = ["quick-natural", "quick-adv", "quick-natural+quick-adv"]
+    assert payload["transfer"]["sources"] == sources
+    targets = payload["transfer"]["targets"]
+    assert targets == ["quick-natural", "quick-adv", "quick-secret", "quick-mlp-natural",
+                       "quick-resnet-natural", "quick-vgg-natural", "quick-resnet-adv"]
     cells = payload["transfer"]["cells"]
-    assert len(cells) == (3 * 6 + 1) * 3
+    assert len(cells) == len(sources) * len(methods) * len(targets)
     assert len((tmp_path / "mnist.csv").read_text().splitlines()) == 1 + len(cells)
+    black_box = [c for c in cells if c["method"] == "aeg-gc-transfer" and not c["white_box"]]
+    assert len(black_box) == 7 + 6 + 5  # the ensemble's two members are white-box for it
+    wins = sum(all(c["accuracy"] < o["accuracy"] for o in cells
+                   if (o["source"], o["target"]) == (c["source"], c["target"])
+                   and not o["method"].startswith("aeg-gc")) for c in black_box)
+    assert (f"AEG-GC (transfer recipe) has the lowest accuracy of all methods in **{wins} of "
+            f"{len(black_box)} black-box cells**") in markdown
+    assert len(payload["bars"]) == 5 and all(line.startswith(("met: ", "NOT met: "))
+                                             for line in payload["bars"])
+    assert "| quick-natural | aeg-gc | _" in markdown and "(0.1500)" in markdown  # paper's number
     with Image.open(tmp_path / "mnist-sweep.png") as image:
         assert image.format == "PNG"
     assert [row["lambda_gradcam"] for row in payload["sweep"]["rows"]] == [0.0, 0.5]
+
+
+def test_reproduce_cifar10_quick_runs_every_stage(data_root, tmp_path) -> None:
+    result = runner.invoke(app, ["reproduce", "cifar10", "--quick", "--data",
+                                 str(data_root / "cifar10-jpeg.tar.gz"), "--work", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    payload = json.loads((tmp_path / "cifar10.json").read_text())
+    assert payload["transfer"]["sources"] == ["quick-natural", "quick-adv", "quick-secret",
+                                              "quick-natural+quick-adv"]
+    assert {"pgd:steps=2", "aeg-gc", "aeg-gc-transfer", "noise"} <= set(payload["transfer"]["methods"])
+    assert payload["transfer"]["eps"] == pytest.approx(8 / 255)
+    assert (tmp_path / "cifar10-sweep.png").is_file() and (tmp_path / "cifar10.csv").is_file()

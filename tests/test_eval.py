@@ -1,5 +1,6 @@
 """Transfer tables on real MNIST: table shape and bold, white-box PGD, the crafted-set cache,
-AEG-GC from a checkpoint or its ONNX export, and the checks that fail before any crafting."""
+AEG-GC from a checkpoint or its ONNX export, ensembles as sources, collapse, the generated
+standings, and the checks that fail before any crafting."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from agscm.errors import AgscmError
 from agscm.eval.cache import CraftCache
 from agscm.eval.methods import BaselineMethod, GeneratorMethod, MethodSpec, parse_method
 from agscm.eval.report import cell_grid, transfer_markdown, write_transfer
-from agscm.eval.reproduce import MnistBudget, compare_black_box
-from agscm.eval.transfer import EvalConfig, TransferResult, evaluate
+from agscm.eval.datasets import MNIST
+from agscm.eval.reading import standings
+from agscm.eval.transfer import EvalConfig, TransferResult, collapse, evaluate
 from agscm.train.trainer import SourceSpec, TrainConfig, train_generator
 from agscm.train.zoo import ZooConfig, train_classifier
 
@@ -31,21 +33,22 @@ def zoo(tiny_zoo, mnist_dir, tmp_path_factory) -> Path:
     """tiny-natural plus tiny-adv (FGSM-RS, one epoch on 600 digits) in a folder of our own."""
     folder = tmp_path_factory.mktemp("eval-zoo")
     shutil.copy(tiny_zoo / "tiny-natural.safetensors", folder)
-    train_classifier(ZooConfig(data=str(mnist_dir), kind="adv", epochs=1, train_limit=600),
+    train_classifier(ZooConfig(data=str(mnist_dir), kind="adv", adv_method="fgsm-rs", epochs=1,
+                               train_limit=600),
                      folder / "tiny-adv.safetensors", test_limit=100)
     return folder
 
 
 @pytest.fixture(scope="module")
-def generators(zoo, mnist_dir, tmp_path_factory) -> dict[str, str]:
+def generators(zoo, mnist_dir, tmp_path_factory) -> dict[str, list[str]]:
     """Tiny AEG-GC generators (one epoch on 256 digits) for each source and the ensemble."""
     folder = tmp_path_factory.mktemp("generators")
     members = {"tiny-natural": ["tiny-natural"], "tiny-adv": ["tiny-adv"],
                ENSEMBLE: ["tiny-natural", "tiny-adv"]}
-    return {label: str(train_generator(TrainConfig(
+    return {label: [str(train_generator(TrainConfig(
         data=str(mnist_dir), out=str(folder / f"{label}.safetensors"),
         sources=[SourceSpec(name) for name in names], zoo_dir=str(zoo), epochs=1, batch_size=64,
-        lr=5e-3, width=4, residual_blocks=1, train_limit=256, val_limit=32)).path)
+        lr=5e-3, width=4, residual_blocks=1, train_limit=256, val_limit=32)).path)]
         for label, names in members.items()}
 
 
@@ -95,10 +98,10 @@ def test_changed_settings_craft_again(config, first) -> None:
 
 def test_table_shape(second, tmp_path) -> None:
     rows = [(source, method) for source in ("tiny-natural", "tiny-adv") for method in METHODS]
-    assert second.rows() == [*rows, (ENSEMBLE, "aeg-gc")]
+    assert second.rows() == [*rows, *((ENSEMBLE, method) for method in METHODS)]
     assert second.targets == ["tiny-natural", "tiny-adv"]
     assert len(second.cells) == len(second.rows()) * 2
-    assert set(second.clean_accuracy) == {"tiny-natural", "tiny-adv"}
+    assert set(second.clean_accuracy) == {"tiny-natural", "tiny-adv", ENSEMBLE}
     assert all(0.5 < acc <= 1 for acc in second.clean_accuracy.values())
     for crafted in second.sets:
         assert crafted.max_linf <= 0.3 + 1e-6 and crafted.mean_l2 > 0
@@ -118,8 +121,6 @@ def test_bold_marks_the_lowest_accuracy_of_each_group(second) -> None:
             values = [float(re.sub(r"[*_]", "", row[column])) for row in group]
             bold = [row[column].startswith("**") for row in group]
             assert bold == [value == min(values) for value in values], (source, target)
-    ensemble_row = next(row for row in grid if row[0] == ENSEMBLE)
-    assert not any("**" in text for text in ensemble_row)  # nothing to compare it with
     assert "**" in transfer_markdown(second)
 
 
@@ -131,24 +132,43 @@ def test_white_box_pgd_on_the_natural_model_is_near_zero(second) -> None:
     assert white.accuracy < 0.05 and white.success_rate > 0.95
 
 
-def test_black_box_comparison_counts_off_diagonal_cells(second) -> None:
-    comparisons = compare_black_box(second, ["tiny-natural", "tiny-adv"], ("pgd", "fgsm"))
-    assert [(c.source, c.target) for c in comparisons] == [("tiny-natural", "tiny-adv"),
-                                                         ("tiny-adv", "tiny-natural")]
-    for comparison in comparisons:
-        rivals = [second.cell(comparison.source, m, comparison.target) for m in (PGD, "fgsm")]
-        assert comparison.rival_accuracy == min(c.accuracy for c in rivals if c)
+def test_standings_compare_black_box_cells_with_every_baseline(second) -> None:
+    rows = standings(second, "aeg-gc")
+    assert [(s.cell.source, s.cell.target) for s in rows] == [("tiny-natural", "tiny-adv"),
+                                                             ("tiny-adv", "tiny-natural")]
+    for standing in rows:
+        assert [r.method for r in standing.rivals] == [PGD, "fgsm"]
+        best = min(r.accuracy for r in standing.rivals)
+        assert standing.lowest == (standing.cell.accuracy < best)
+        assert standing.beats("fgsm") == (standing.cell.accuracy < standing.rivals[1].accuracy)
+        assert standing.floor_margin() is None  # no noise row in this table
+
+
+def test_ensemble_source_is_attacked_through_its_mean_logits(second) -> None:
+    pgd = [c for c in second.cells if c.source == ENSEMBLE and c.method == PGD]
+    assert [c.target for c in pgd] == ["tiny-natural", "tiny-adv"]
+    assert all(c.white_box for c in pgd)  # both targets are members
+    crafted = next(s for s in second.sets if (s.source, s.method) == (ENSEMBLE, PGD))
+    assert crafted.white_box == ["tiny-natural", "tiny-adv"]
+    assert all(c.accuracy < 0.5 for c in pgd)  # the ensemble's members both fall
+
+
+def test_collapse_counts_the_most_common_wrong_class() -> None:
+    labels = np.array([0, 1, 2, 3, 4, 5, 6, 7])
+    assert collapse(np.array([8, 8, 8, 3, 4, 8, 6, 7]), labels, 10) == 4 / 8
+    assert collapse(labels, labels, 10) == 0.0
+    assert collapse(np.array([1, 0, 3, 2, 5, 4, 7, 6]), labels, 10) == 1 / 8
 
 
 def test_onnx_generator_matches_its_checkpoint(config, generators, tmp_path) -> None:
     from agscm.export.pipeline import export_checkpoint
 
     onnx_path = tmp_path / "g.onnx"
-    export_checkpoint(Path(generators["tiny-natural"]), onnx_path, data=config.data)
+    export_checkpoint(Path(generators["tiny-natural"][0]), onnx_path, data=config.data)
     small = replace(config, sources=["tiny-natural"], methods=["aeg-gc"], limit=50, cache_dir=None)
     torch_result = evaluate(replace(small, generators={"tiny-natural": generators["tiny-natural"]}),
                             progress=False)
-    onnx_result = evaluate(replace(small, generators={"tiny-natural": str(onnx_path)}),
+    onnx_result = evaluate(replace(small, generators={"tiny-natural": [str(onnx_path)]}),
                            progress=False)
     assert onnx_result.sets[0].settings["format"] == "onnx"
     assert onnx_result.sets[0].mean_linf == pytest.approx(torch_result.sets[0].mean_linf, abs=1e-5)
@@ -211,14 +231,17 @@ def test_cache_crafts_once_and_recovers_from_a_damaged_file(tmp_path) -> None:
     assert len(calls) == 3
 
 
-def test_default_budget_reuses_the_zoo_being_trained() -> None:
-    """The reproduction must resume runs/zoo, so its zoo configs equal the ones used there."""
-    configs = MnistBudget().zoo_configs()
+def test_the_mnist_spec_resumes_the_zoo_commands_of_the_results() -> None:
+    """`agscm zoo train` with the flags docs/RESULTS.md gives must train the spec's own configs,
+    so the reproduction resumes those checkpoints instead of refusing them."""
+    configs = MNIST.zoo_configs()
     data = "../shared/data/mnist"
-    assert configs == {
+    assert {k: configs[k] for k in ("mnist-natural", "mnist-adv", "mnist-secret")} == {
         "mnist-natural": ZooConfig(data=data, kind="natural", epochs=4),
         "mnist-adv": ZooConfig(data=data, kind="adv", epochs=5, eps_warmup_epochs=1,
                                adv_method="pgd", adv_steps=7),
         "mnist-secret": ZooConfig(data=data, kind="secret", epochs=5, eps_warmup_epochs=1,
                                   adv_method="pgd", adv_steps=7)}
-    assert MnistBudget().zoo_dir == "runs/zoo"
+    others = {name: c for name, c in configs.items() if c.arch is not None}
+    assert {c.arch for c in others.values()} == {"mlp", "resnet-small", "vgg-small"}
+    assert any(c.kind == "adv" for c in others.values())

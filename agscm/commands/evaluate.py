@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import shlex
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_type_hints
 
 import typer
 
@@ -35,11 +36,13 @@ def evaluate(
              "pgd:steps=20); repeat \\[default: aeg-gc if generators are given, and every "
              "baseline, the noise floor included].")] = None,
     generator: Annotated[list[str] | None, typer.Option(
-        help="SOURCE=PATH: the aeg-gc generator (.safetensors or .onnx) for a source; a label "
-             "that is not a zoo model (e.g. mnist-natural+mnist-adv) adds a generator-only "
-             "row.")] = None,
+        help="SOURCE=PATH: an aeg-gc generator (.safetensors or .onnx) for a source, one row "
+             "per recipe it was trained with; repeat. An ensemble source a+b is attacked by "
+             "the baselines through the mean of its members' logits.")] = None,
     zoo_dir: ZooDir = None,
-    split: Annotated[str, typer.Option(help="train or test.")] = "test",
+    split: Annotated[str, typer.Option(
+        help="test, val (the held-out training images, for choosing settings), fit or "
+             "train.")] = "test",
     limit: Annotated[int | None, typer.Option(help="Use only the first N images.")] = None,
     eps: Annotated[float | None, typer.Option(
         help="L-inf budget for every method \\[default: 0.3 grey, 8/255 colour].")] = None,
@@ -64,10 +67,12 @@ def evaluate(
     from agscm.eval.transfer import EvalConfig
     from agscm.eval.transfer import evaluate as run_evaluation
 
-    generators = dict(parse_generator(text) for text in generator or [])
+    generators: dict[str, list[str]] = {}
+    for text in generator or []:
+        label, path = parse_generator(text)
+        generators.setdefault(label, []).append(str(path))
     config = EvalConfig(data=data, sources=list(source or []), targets=list(target or []),
-                        methods=list(method or []),
-                        generators={label: str(path) for label, path in generators.items()},
+                        methods=list(method or []), generators=generators,
                         zoo_dir=str(zoo_dir) if zoo_dir else None, split=split, limit=limit,
                         eps=eps, batch_size=batch_size, seed=seed,
                         cache_dir=None if no_cache else str(cache), device=device)
@@ -99,8 +104,10 @@ def sweep(
     width: Annotated[int, typer.Option(help="Generator width.")] = 8,
     residual_blocks: Annotated[int, typer.Option(help="Generator residual blocks.")] = 4,
     seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
+    split: Annotated[str, typer.Option(
+        help="Split scored: val (held-out training images) or test.")] = "val",
     limit: Annotated[int | None, typer.Option(
-        help="Test images scored \\[default: all].")] = None,
+        help="Images scored \\[default: all of the split].")] = None,
     eval_batch_size: Annotated[int, typer.Option(help="Images per scoring batch.")] = 250,
     device: Device = "cpu",
 ) -> None:
@@ -117,44 +124,46 @@ def sweep(
                          lambdas=parse_lambdas(lambdas), zoo_dir=str(zoo_dir) if zoo_dir else None,
                          eps=eps, epochs=epochs, train_limit=train_limit, val_limit=val_limit,
                          batch_size=batch_size, width=width, residual_blocks=residual_blocks,
-                         seed=seed, limit=limit, eval_batch_size=eval_batch_size, device=device)
+                         seed=seed, split=split, limit=limit, eval_batch_size=eval_batch_size,
+                         device=device)
     result = run_sweep(config)
     typer.echo(sweep_table(result))
     typer.echo("wrote " + ", ".join(str(p) for p in write_sweep(result, folder)))
 
 
-reproduce_app = typer.Typer(help="Reproduce the paper's tables on our own zoo, end to end.",
-                            no_args_is_help=True)
+reproduce_app = typer.Typer(
+    help="Reproduce the paper's tables on our own zoo, end to end (every stage resumes).\n\n"
+         "Example: agscm reproduce mnist --quick", no_args_is_help=True)
 
 
-@reproduce_app.command("mnist")
-@one_line_errors
-def mnist(
+def _reproduce(
+    name: str,
     quick: Annotated[bool, typer.Option(
         "--quick", help="A tiny budget (about a minute) that runs every stage, in its own "
-                        "folders (runs/reproduce/mnist-quick).")] = False,
-    data: Annotated[str | None, typer.Option(help="MNIST folder \\[default: "
-                                             "../shared/data/mnist].")] = None,
+                        "folders (runs/reproduce/<name>-quick).")] = False,
+    data: Annotated[str | None, typer.Option(
+        help="Data set path \\[default: the spec's, under ../shared/data].")] = None,
     zoo_dir: Annotated[Path | None, typer.Option(
         "--zoo", help="Zoo folder \\[default: runs/zoo; --quick: <work>/zoo].")] = None,
     work: Annotated[Path | None, typer.Option(
-        help="Folder for generators and sweep checkpoints \\[default: runs/reproduce/mnist].")
+        help="Folder for generators and sweep checkpoints \\[default: runs/reproduce/<name>].")
     ] = None,
     out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Folder for mnist.md/.json/.csv/-sweep.png \\[default: "
+        "--out", "-o", help="Folder for <name>.md/.json/.csv/-sweep.png \\[default: "
                             "docs/reproduction; --quick: <work>].")] = None,
     cache: Annotated[Path | None, typer.Option(
         help="Crafted-set cache \\[default: runs/cache; --quick: <work>/cache].")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Generator epochs \\[default: 3].")] = None,
+    epochs: Annotated[int | None, typer.Option(
+        help="Generator epochs of both recipes \\[default: each recipe's].")] = None,
     train_limit: Annotated[int | None, typer.Option(
-        help="Generator training images \\[default: all 60,000].")] = None,
+        help="Generator training images \\[default: all of the fit split].")] = None,
     lambda_gradcam: Annotated[float | None, typer.Option(
-        "--lambda", help="Fix lambda \\[default: the sweep's best lambda > 0].")] = None,
-    limit: Annotated[int | None, typer.Option(
-        help="Test images in the table \\[default: all 10,000].")] = None,
-    attack_steps: Annotated[int | None, typer.Option(
-        help="PGD and ATA steps, alpha = 0.4 / steps \\[default: Madry's 40 steps of 0.01].")
+        "--lambda", help="Fix the paper recipe's lambda \\[default: the sweep's best > 0].")
     ] = None,
+    limit: Annotated[int | None, typer.Option(
+        help="Test images in the table \\[default: all].")] = None,
+    attack_steps: Annotated[int | None, typer.Option(
+        help="Override the steps of every baseline \\[default: each baseline's own].")] = None,
     sweep_lambdas: Annotated[str | None, typer.Option(
         help="Comma-separated sweep lambdas \\[default: 0,0.2,0.4,0.6,0.8].")] = None,
     sweep_epochs: Annotated[int | None, typer.Option(
@@ -162,38 +171,61 @@ def mnist(
     sweep_train_limit: Annotated[int | None, typer.Option(
         help="Training images per sweep lambda \\[default: 20,000].")] = None,
     device: Annotated[str | None, typer.Option(help="torch device: cpu or cuda.")] = None,
+    jobs: Annotated[int | None, typer.Option(
+        help="Models trained at once, one process each (zoo, sweep, generators) "
+             "\\[default: 1].")] = None,
 ) -> None:
-    """The MNIST table (3 sources + ensemble x 5 methods x 3 targets) and lambda sweep.
+    from agscm.eval.datasets import SPECS
+    from agscm.eval.reproduce import Budget, reproduce
 
-    Every stage resumes: rerun the same command after an interruption. Writes
-    docs/reproduction/mnist.md with .json, .csv and mnist-sweep.png.
-
-    Example: agscm reproduce mnist --quick
-    """
-    from agscm.eval.reproduce import MnistBudget, reproduce_mnist
-
+    spec = SPECS[name]
     given: dict[str, Any] = {
         "data": data, "zoo_dir": zoo_dir, "out_dir": out, "cache_dir": cache, "epochs": epochs,
         "train_limit": train_limit, "lambda_gradcam": lambda_gradcam, "limit": limit,
         "attack_steps": attack_steps,
         "sweep_lambdas": tuple(parse_lambdas(sweep_lambdas)) if sweep_lambdas else None,
-        "sweep_epochs": sweep_epochs, "sweep_train_limit": sweep_train_limit, "device": device}
+        "sweep_epochs": sweep_epochs, "sweep_train_limit": sweep_train_limit, "device": device,
+        "jobs": jobs}
     changes = {key: str(value) if isinstance(value, Path) else value
                for key, value in given.items() if value is not None}
-    if quick:
-        budget = MnistBudget.quick(**({"work_dir": str(work)} if work else {}), **changes)
-    else:
-        budget = MnistBudget(**changes, **({"work_dir": str(work)} if work else {}))
-    result = reproduce_mnist(budget, _command(quick, work, given))
+    folder = {"work_dir": str(work)} if work else {}
+    budget = (Budget.quick(spec, **folder, **changes) if quick
+              else Budget(**changes, **folder))
+    result = reproduce(spec, budget, _command(name, quick, work, given))
     for line in result.files:
         typer.echo(f"wrote {line}")
 
 
-def _command(quick: bool, work: Path | None, given: dict[str, Any]) -> str:
-    """The `agscm reproduce mnist` line as given (options left out keep their defaults)."""
+def _reproduce_command(name: str, summary: str) -> None:
+    """Register `agscm reproduce <name>` on the one engine."""
+
+    @one_line_errors
+    def command(**options: Any) -> None:
+        _reproduce(name, **options)
+
+    hints = get_type_hints(_reproduce, include_extras=True)
+    signature = inspect.signature(_reproduce)
+    command.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[p.replace(annotation=hints[p.name])
+                    for p in list(signature.parameters.values())[1:]])
+    command.__doc__ = (f"{summary}\n\nEvery stage resumes: rerun the same command after an "
+                       f"interruption. Writes docs/reproduction/{name}.md with .json, .csv and "
+                       f"{name}-sweep.png.\n\nExample: agscm reproduce {name} --quick")
+    reproduce_app.command(name)(command)
+
+
+_reproduce_command("mnist", "The MNIST table (natural, adv and an ensemble x both AEG-GC recipes "
+                            "and the baselines x every zoo model) and the lambda sweep.")
+_reproduce_command("cifar10", "The CIFAR-10 table (natural, adv, secret and an ensemble x both "
+                              "AEG-GC recipes and the baselines x every zoo model) and the "
+                              "lambda sweep.")
+
+
+def _command(name: str, quick: bool, work: Path | None, given: dict[str, Any]) -> str:
+    """The `agscm reproduce <name>` line as given (options left out keep their defaults)."""
     flags = {"zoo_dir": "--zoo", "out_dir": "--out", "cache_dir": "--cache",
              "lambda_gradcam": "--lambda"}
-    parts = ["agscm", "reproduce", "mnist", *(["--quick"] if quick else [])]
+    parts = ["agscm", "reproduce", name, *(["--quick"] if quick else [])]
     if work:
         parts += ["--work", str(work)]
     for key, value in given.items():

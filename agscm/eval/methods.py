@@ -2,8 +2,10 @@
 
 A method crafts adversarial float32 images for a data split and says how fast it did so.
 `aeg-gc` is a trained generator (a `.safetensors` checkpoint, or an exported `.onnx` run
-through the torch-free runtime): one forward pass per batch. The baselines (`fgsm`, `pgd`,
-`mifgsm`, `ata`) are gradient attacks against a source model, named with options as
+through the torch-free runtime): one forward pass per batch; its rows are labelled by the recipe
+it was trained with (`aeg-gc` for the paper's, `aeg-gc-transfer` for the transfer recipe).
+The baselines (`fgsm`, `pgd`, `mifgsm`, `ata`) are gradient attacks against a source model
+(or an ensemble's mean logits), named with options as
 `NAME[:KEY=VALUE,...]`, e.g. `pgd:steps=20,alpha=0.02`.
 """
 
@@ -115,18 +117,18 @@ class Method(ABC):
 class BaselineMethod(Method):
     """A gradient baseline against one source classifier; random starts are seeded."""
 
-    def __init__(self, spec: MethodSpec, model: nn.Module, model_path: Path, eps: float,
+    def __init__(self, spec: MethodSpec, model: nn.Module, model_paths: list[Path], eps: float,
                  channels: int, seed: int = 0) -> None:
         self.label = spec.label
         self.attack = make_attack(spec.name, model, eps, channels=channels, **dict(spec.options))
-        self.model_path = Path(model_path)
+        self.model_paths = [Path(path) for path in model_paths]
         self.seed = seed
 
     def settings(self) -> dict[str, Any]:
         return {"method": self.attack.name, **attack_settings(self.attack), "seed": self.seed}
 
     def files(self) -> list[Path]:
-        return [self.model_path]
+        return list(self.model_paths)
 
     def craft(self, data: ImageSet, batch_size: int, progress: bool = True) -> CraftResult:
         torch.manual_seed(self.seed)
@@ -142,12 +144,16 @@ class GeneratorInfo:
     norm: str
     sources: list[str]
     lambda_gradcam: float
+    recipe: str = "paper"
+
+
+def generator_label(recipe: str) -> str:
+    """The table label of a generator trained with `recipe`: `aeg-gc` for the paper's."""
+    return GENERATOR_METHOD if recipe == "paper" else f"{GENERATOR_METHOD}-{recipe}"
 
 
 class GeneratorMethod(Method):
     """AEG-GC: a trained generator, `.safetensors` (torch) or `.onnx` (agscm.runtime)."""
-
-    label = GENERATOR_METHOD
 
     def __init__(self, path: Path, device: str = "cpu") -> None:
         self.path = Path(path)
@@ -157,11 +163,12 @@ class GeneratorMethod(Method):
             self.info, self._apply = _onnx_generator(self.path, device)
         else:
             self.info, self._apply = _torch_generator(self.path, device)
+        self.label = generator_label(self.info.recipe)
 
     def settings(self) -> dict[str, Any]:
         return {"method": GENERATOR_METHOD, "format": self.path.suffix.lstrip("."),
                 "eps": self.info.eps, "norm": self.info.norm, "sources": self.info.sources,
-                "lambda": self.info.lambda_gradcam}
+                "lambda": self.info.lambda_gradcam, "recipe": self.info.recipe}
 
     def files(self) -> list[Path]:
         return [self.path]
@@ -198,7 +205,7 @@ def _torch_generator(path: Path, device: str) -> tuple[GeneratorInfo, Apply]:
 
     config = generator.config
     return GeneratorInfo(config.channels, config.eps, config.norm, list(meta["sources"]),
-                         float(meta["lambda"])), apply
+                         float(meta["lambda"]), meta.get("recipe", "paper")), apply
 
 
 def _onnx_generator(path: Path, device: str) -> tuple[GeneratorInfo, Apply]:
@@ -207,4 +214,5 @@ def _onnx_generator(path: Path, device: str) -> tuple[GeneratorInfo, Apply]:
     perturber = Perturber(path, device="cuda" if device.startswith("cuda") else "cpu")
     meta = perturber.metadata
     return GeneratorInfo(meta.channels, meta.eps, meta.norm, list(meta.source_models),
-                         meta.lambda_gradcam), perturber.perturb_array
+                         meta.lambda_gradcam, str(meta.config.get("recipe", "paper"))), \
+        perturber.perturb_array

@@ -49,10 +49,15 @@ def number(value: float) -> str:
     return f"{value:.4f}"
 
 
+Reference = Callable[[Cell], "float | None"]
+
+
 def cell_grid(result: TransferResult, value: Callable[[Cell], float],
-              best: Callable[[list[float]], float]) -> list[list[str]]:
+              best: Callable[[list[float]], float],
+              reference: Reference | None = None) -> list[list[str]]:
     """Rows `source | method | one value per target`; the best value of each (source, target)
-    group is bold (only where a source has two or more methods), white-box values italic."""
+    group is bold (only where a source has two or more methods), white-box values italic, and
+    `reference(cell)` (e.g. the paper's number), where it has one, in brackets after it."""
     groups: dict[tuple[str, str], list[float]] = {}
     for cell in result.cells:
         groups.setdefault((cell.source, cell.target), []).append(value(cell))
@@ -67,13 +72,16 @@ def cell_grid(result: TransferResult, value: Callable[[Cell], float],
             text = number(value(cell))
             text = f"_{text}_" if cell.white_box else text
             group = groups[(source, target)]
-            row.append(f"**{text}**" if len(group) > 1 and value(cell) == best(group) else text)
+            text = f"**{text}**" if len(group) > 1 and value(cell) == best(group) else text
+            known = reference(cell) if reference else None
+            row.append(text if known is None else f"{text} ({number(known)})")
         grid.append(row)
     return grid
 
 
-def transfer_sections(result: TransferResult) -> str:
-    """The tables of a transfer result (clean accuracy, accuracy, success, size and speed)."""
+def transfer_sections(result: TransferResult, reference: Reference | None = None) -> str:
+    """The tables of a transfer result (clean accuracy, accuracy, success, collapse, size and
+    speed); `reference` adds a bracketed number to accuracy cells (the paper's)."""
     header = ["source", "method", *result.targets]
     legend = ("Rows: source x method; columns: target. _Italic_: white-box cells (the target is "
               "the source, or one of the models the generator was trained against). **Bold**: "
@@ -88,9 +96,13 @@ def transfer_sections(result: TransferResult) -> str:
     return "\n\n".join([
         "### Clean accuracy", clean,
         "### Target accuracy on adversarial images (lower = stronger)", legend,
-        markdown_table(header, cell_grid(result, lambda c: c.accuracy, min)),
+        markdown_table(header, cell_grid(result, lambda c: c.accuracy, min, reference)),
         "### Attack success rate on images the target classified correctly (higher = stronger)",
         markdown_table(header, cell_grid(result, lambda c: c.success_rate, max)),
+        "### Collapse: share of all images sent to the target's most common wrong class",
+        "Near 1 when one universal pattern does the work (every image becomes the same class); "
+        "bold: the lowest.",
+        markdown_table(header, cell_grid(result, lambda c: c.collapse, min)),
         "### Perturbation size and crafting speed",
         "Crafting speed is measured when a set is crafted (a cached set keeps its figure).",
         sizes])
@@ -148,7 +160,7 @@ def sweep_markdown(result: SweepResult, plot_name: str) -> str:
         f"Each lambda trains its own generator ({epochs_text(config.epochs)} on "
         f"{config.train_limit or 'all'} training images). Success rate: the share of the images "
         f"a model classified correctly when clean that it misclassifies after the generator "
-        f"(first {result.images} test images; clean accuracy {result.source} "
+        f"(first {result.images} images of the {config.split} split; clean accuracy {result.source} "
         f"{number(result.source_clean_accuracy)}, {result.target} "
         f"{number(result.target_clean_accuracy)}).",
         sweep_table(result),

@@ -1,8 +1,11 @@
 """The lambda sweep (the paper's Figure 3): one generator per lambda, scored source -> target.
 
+Scored on the validation split by default (the training images held out from every generator),
+so the lambda it picks never saw the test set.
+
 Each lambda trains its own checkpoint `<out>/lambda-<value>.safetensors` with
 `train_generator(resume=True)`, so a killed sweep continues where it stopped. The score is the
-attack success rate on the target's clean-correct test images; the source's (white-box) rate
+attack success rate on the target's clean-correct images; the source's (white-box) rate
 is reported beside it.
 """
 
@@ -43,7 +46,8 @@ class SweepConfig:
     width: int = 8
     residual_blocks: int = 4
     seed: int = 0
-    limit: int | None = None  # test images scored
+    split: str = "val"  # scored on the held-out training images, never the test set
+    limit: int | None = None  # images scored
     eval_batch_size: int = 250
     device: str = "cpu"
 
@@ -77,7 +81,8 @@ class SweepConfig:
                  ",".join(f"{value:g}" for value in self.lambdas)]
         defaults = SweepConfig(self.data, self.source, self.target, self.out)
         for name in ("zoo_dir", "eps", "epochs", "train_limit", "val_limit", "batch_size",
-                     "width", "residual_blocks", "seed", "limit", "eval_batch_size", "device"):
+                     "width", "residual_blocks", "seed", "split", "limit", "eval_batch_size",
+                     "device"):
             value = getattr(self, name)
             if value != getattr(defaults, name):
                 flag = "--zoo" if name == "zoo_dir" else "--" + name.replace("_", "-")
@@ -124,7 +129,7 @@ def run_sweep(config: SweepConfig, progress: bool = True,
     """Train (or resume) one generator per lambda and score each on the target."""
     config.validate()
     console = console or Console(stderr=True, quiet=not progress)
-    data = load_split(config.data, "test").subset(config.limit)
+    data = load_split(config.data, config.split).subset(config.limit)
     clean = data.as_float()
     zoo = Path(config.zoo_dir) if config.zoo_dir else None
     models = []

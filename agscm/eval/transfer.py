@@ -1,10 +1,13 @@
 """The transfer table (DESIGN §3): sources x methods crafted once each, scored on every target.
 
-Cells hold the target's accuracy on the adversarial set (lower = stronger) and the attack's
-success rate on the images that target classified correctly when clean. A source is a zoo
-model (every method runs against it) or a label with only a generator attached (e.g. an
-ensemble `mnist-natural+mnist-adv`: only aeg-gc runs). A cell is white-box when the target is
-the source, or one of the models the generator was trained against.
+Cells hold the target's accuracy on the adversarial set (lower = stronger), the attack's
+success rate on the images that target classified correctly when clean, and the share of all
+images the target sends to its most common wrong class (collapse: near 1 when one universal
+pattern does the work). A source is a zoo model, or an ensemble `a+b` of zoo models (the
+baselines attack the mean of the members' logits), or a label with only generators attached.
+Each source may have several generators (one row each, labelled by their recipe). A cell is
+white-box when the target is the source, a member of it, or one of the models a generator was
+trained against.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from agscm.eval.methods import (
     parse_method,
 )
 from agscm.eval.scoring import delta_size, predict, score
+from agscm.models.ensemble import ENSEMBLE_SEPARATOR, Ensemble, ensemble_members
 from agscm.models.registry import load_classifier, resolve_model_path
 
 
@@ -45,7 +49,7 @@ class EvalConfig:
     sources: list[str]
     targets: list[str] = field(default_factory=list)  # empty: the zoo sources
     methods: list[str] = field(default_factory=list)  # empty: aeg-gc (given generators) + baselines
-    generators: dict[str, str] = field(default_factory=dict)  # source label -> generator file
+    generators: dict[str, list[str]] = field(default_factory=dict)  # source label -> files
     zoo_dir: str | None = None
     split: str = "test"
     limit: int | None = None
@@ -83,9 +87,9 @@ class EvalConfig:
     def command(self) -> str:
         """An `agscm evaluate` line that reruns this config."""
         parts = ["agscm", "evaluate", "--data", self.data]
+        attached = [f"{label}={path}" for label, paths in self.generators.items() for path in paths]
         for flag, values in (("--source", self.sources), ("--target", self.targets),
-                             ("--method", self.methods),
-                             ("--generator", [f"{k}={v}" for k, v in self.generators.items()])):
+                             ("--method", self.methods), ("--generator", attached)):
             for value in values:
                 parts += [flag, value]
         for flag, value, default in (
@@ -126,6 +130,7 @@ class Cell:
     accuracy: float
     success_rate: float
     clean_correct: int
+    collapse: float  # share of all images sent to the target's most common wrong class
 
 
 @dataclass
@@ -160,7 +165,8 @@ class TransferResult:
 @dataclass
 class _Model:
     name: str
-    path: Path
+    paths: list[Path]  # the checkpoint, or each member's for an ensemble
+    members: list[str]  # [name] for one model
     model: nn.Module
     correct: np.ndarray  # clean-correct mask on the evaluation images
 
@@ -185,9 +191,15 @@ def evaluate(config: EvalConfig, progress: bool = True,
 
     def model(name: str) -> _Model:
         if name not in models:
-            network, meta = load_classifier(name, zoo, device=config.device)
-            check_fits(data, meta)
-            models[name] = _Model(meta["name"], Path(meta["path"]), network,
+            loaded = []
+            for member in ensemble_members(name):
+                network, meta = load_classifier(member, zoo, device=config.device)
+                check_fits(data, meta)
+                loaded.append((network, meta))
+            network = loaded[0][0] if len(loaded) == 1 else Ensemble([n for n, _ in loaded])
+            label = ENSEMBLE_SEPARATOR.join(meta["name"] for _, meta in loaded)
+            models[name] = _Model(label, [Path(meta["path"]) for _, meta in loaded],
+                                  [meta["name"] for _, meta in loaded], network,
                                   predict(network, clean, config.batch_size) == data.labels)
         return models[name]
 
@@ -218,21 +230,25 @@ def evaluate(config: EvalConfig, progress: bool = True,
             crafted.seconds, crafted.images_per_second, size.mean_linf, size.max_linf,
             size.mean_l2, fetched.cached, str(fetched.path) if fetched.path else None))
         for target in targets:
-            cell = score(predict(target.model, crafted.adversarial, config.batch_size),
-                         data.labels, target.correct)
+            predictions = predict(target.model, crafted.adversarial, config.batch_size)
+            cell = score(predictions, data.labels, target.correct)
             result.cells.append(Cell(row.source, row.method.label, target.name,
                                      target.name in row.white_box, cell.accuracy,
-                                     cell.success_rate, cell.clean_correct))
+                                     cell.success_rate, cell.clean_correct,
+                                     collapse(predictions, data.labels, len(data.classes))))
     return result
 
 
 def _zoo_sources(config: EvalConfig, zoo: Path | None) -> list[str]:
-    return [label for label in config.source_labels() if _in_zoo(label, zoo)]
+    return [label for label in config.source_labels()
+            if len(ensemble_members(label)) == 1 and _in_zoo(label, zoo)]
 
 
 def _in_zoo(label: str, zoo: Path | None) -> bool:
+    """Whether every member of `label` (one name, or an ensemble `a+b`) is a zoo model."""
     try:
-        resolve_model_path(label, zoo)
+        for member in ensemble_members(label):
+            resolve_model_path(member, zoo)
     except AgscmError:
         return False
     return True
@@ -251,15 +267,17 @@ def _plan_rows(config: EvalConfig, data: ImageSet, eps: float, zoo: Path | None,
                 if label not in config.generators:
                     raise AgscmError(f"{GENERATOR_METHOD} needs a generator for source {label!r}; "
                                      f"give --generator {label}=PATH")
-                method = _generator(config.generators[label], config.device, data, eps, source)
-                white = set(method.info.sources)
-            elif source is None:
-                continue  # a generator-only source (an ensemble) has no model to attack
-            else:
-                method = BaselineMethod(spec, source.model, source.path, eps, data.channels,
+                methods = [_generator(path, config.device, data, eps, source)
+                           for path in config.generators[label]]
+                labels = [method.label for method in methods]
+                if len(set(labels)) < len(labels):
+                    raise AgscmError(f"source {label!r} has two generators of one recipe "
+                                     f"({', '.join(labels)}); give each recipe once")
+                rows += [_Row(name, method, set(method.info.sources)) for method in methods]
+            elif source is not None:  # a generator-only source has no model to attack
+                method = BaselineMethod(spec, source.model, source.paths, eps, data.channels,
                                         config.seed)
-                white = {source.name}
-            rows.append(_Row(name, method, white))
+                rows.append(_Row(name, method, set(source.members)))
     return rows
 
 
@@ -274,7 +292,13 @@ def _generator(path: str, device: str, data: ImageSet, eps: float,
         raise AgscmError(f"{path}: generator was trained at {info.norm} eps {info.eps:.4g} but "
                          f"the evaluation uses L-inf eps {eps:.4g}; pass --eps {info.eps:.4g} "
                          "or another generator")
-    if source is not None and info.sources != [source.name]:
+    if source is not None and info.sources != source.members:
         raise AgscmError(f"{path}: generator was trained against {', '.join(info.sources)}, "
                          f"not {source.name}; attach it to a label of its own")
     return method
+
+
+def collapse(predictions: np.ndarray, labels: np.ndarray, classes: int) -> float:
+    """The share of all images predicted as the single most common wrong class."""
+    wrong = predictions[predictions != labels]
+    return float(np.bincount(wrong, minlength=classes).max() / len(labels)) if len(labels) else 0.0

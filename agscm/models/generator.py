@@ -1,8 +1,9 @@
 """The AEG-GC generator: an AdvGAN-style ResNet generator that maps x to a bounded delta.
 
 conv 7x7 stem -> two stride-2 downsamplings -> residual blocks -> two upsamplings -> conv 7x7
-head -> tanh. The bound is exact by construction: L-inf `delta = eps * tanh(raw)`, or L2
-`delta = raw * min(1, eps / ||raw||_2)`. Fully convolutional: any H, W that are multiples of 4.
+head -> tanh. The bound is exact by construction: L-inf `delta = eps * tanh(scale * raw)`, or
+L2 `delta = raw * min(1, eps / ||raw||_2)`; an optional fixed Gaussian blur of delta follows
+(it keeps the L-inf bound). Fully convolutional: any H, W that are multiples of 4.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from torch import nn
 
 from agscm.contract import SIZE_MULTIPLE
 from agscm.errors import AgscmError
+from agscm.models.smoothing import GaussianBlur
 
 NORMS = ("linf", "l2")
 
@@ -27,6 +29,8 @@ class GeneratorConfig:
     residual_blocks: int = 4
     eps: float = 0.3
     norm: str = "linf"
+    output_scale: float = 1.0  # tanh(scale * raw): larger pushes delta to the corners +-eps
+    smooth_sigma: float = 0.0  # > 0: blur delta with a Gaussian of this std (pixels)
 
     def validate(self) -> None:
         if not self.eps > 0:
@@ -37,6 +41,8 @@ class GeneratorConfig:
             raise AgscmError(f"unknown norm {self.norm!r}; choose one of {', '.join(NORMS)}")
         if self.width < 1 or self.residual_blocks < 0 or self.channels < 1:
             raise AgscmError("generator width and channels must be >= 1, residual blocks >= 0")
+        if not self.output_scale > 0 or self.smooth_sigma < 0:
+            raise AgscmError("the output scale must be > 0 and the smoothing sigma >= 0")
 
 
 def _conv_block(inputs: int, outputs: int, kernel: int, stride: int = 1) -> list[nn.Module]:
@@ -76,17 +82,20 @@ class Generator(nn.Module):
             *up,
             nn.Conv2d(w, config.channels, 7, 1, 3, padding_mode="reflect"),
         )
+        self.smooth = GaussianBlur(config.channels, config.smooth_sigma) if config.smooth_sigma else None
 
     def perturbation(self, x: torch.Tensor) -> torch.Tensor:
         """The bounded delta for a batch whose H and W are multiples of 4."""
         if x.shape[-1] % SIZE_MULTIPLE or x.shape[-2] % SIZE_MULTIPLE:
             raise AgscmError(f"image size {tuple(x.shape[-2:])} is not a multiple of "
                              f"{SIZE_MULTIPLE}; pad it first")
-        raw = torch.tanh(self.body(x))
+        raw = torch.tanh(self.config.output_scale * self.body(x))
         if self.config.norm == "linf":
-            return self.config.eps * raw
-        norms = raw.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-        return raw * (self.config.eps / norms).clamp(max=1.0)
+            delta = self.config.eps * raw
+        else:
+            norms = raw.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+            delta = raw * (self.config.eps / norms).clamp(max=1.0)
+        return self.smooth(delta) if self.smooth is not None else delta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The adversarial image clip(x + delta, 0, 1)."""

@@ -1,10 +1,13 @@
 """`train_generator(config)`: the AEG-GC training loop against one or more source classifiers.
 
-Each epoch: minimise L_noise + sum_s w_s (L_adv,s + lambda L_gradcam,s) over the training
-split, then validate on the test split (source accuracy on x', L-inf/L2 of delta, Grad-CAM
-distance). The checkpoint (weights, Adam state, history) and a JSON log are rewritten
-atomically after every epoch; `resume=True` continues from the last finished epoch and gives
-the same weights as an uninterrupted run (the data order is seeded per epoch).
+Each epoch: minimise mu L_noise + sum_s w_s (L_adv,s + lambda L_gradcam,s + beta L_feat,s)
+over the `fit` split (the training images without the validation ones), then validate on the
+`val` split (source accuracy on x', L-inf/L2 of delta, Grad-CAM distance, the share of images
+sent to the most common wrong class). mu = 1 and beta = 0 is the paper; L_adv may be any of
+agscm.train.objectives, L_feat is the mid-layer feature distortion, and input diversity may
+transform each batch before the sources see it. The checkpoint (weights, Adam state, history)
+and a JSON log are rewritten atomically after every epoch; `resume=True` continues from the
+last finished epoch and gives the same weights as an uninterrupted run (seeded per epoch).
 """
 
 from __future__ import annotations
@@ -38,7 +41,10 @@ from agscm.models.generator_checkpoint import load_generator, save_generator
 from agscm.models.gradcam import GradCAM, gradcam_distance, shape_distance
 from agscm.models.registry import load_classifier
 from agscm.progress import format_metrics, make_progress
-from agscm.train.losses import ADV_LOSSES, adversarial_loss, gradcam_loss, noise_loss
+from agscm.train.feature_distortion import capture_features, feature_loss
+from agscm.train.input_diversity import diverse_pair
+from agscm.train.losses import gradcam_loss, noise_loss
+from agscm.train.objectives import ADV_OBJECTIVES, NEEDS_CLEAN_LOGITS, adversarial_objective
 
 
 @dataclass
@@ -48,6 +54,9 @@ class SourceSpec:
     model: str
     layer: str | None = None
     weight: float = 1.0
+
+
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -61,9 +70,13 @@ class TrainConfig:
     eps: float | None = None  # None: 0.3 for grey data, 8/255 for colour
     norm: str = "linf"
     c: float | None = None  # hinge bound on ||delta||_2; None: 0.75 * eps * sqrt(C*H*W)
-    loss: str = "ce"
+    noise_weight: float = 1.0  # mu: weight of the hinge L_noise (0: the L-inf box alone)
+    loss: str = "ce"  # L_adv: ce, cw, mse (the paper's loss_f) or rce (relativistic CE)
     kappa: float = 0.0
     lambda_gradcam: float = 0.5
+    feature_weight: float = 0.0  # beta: weight of the mid-layer feature distortion term
+    feature_layer: str | None = None  # its layer in every source; None: the Grad-CAM layer
+    diversity: float = 0.0  # probability that a batch is resized and padded (input diversity)
     first_order: bool = False
     cam_normalize: bool = True  # divide maps by the clean map's peak (scale-free lambda)
     target_class: int | None = None  # None: untargeted (true label)
@@ -71,8 +84,12 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-3
     seed: int = 0
+    schedule: str = "constant"  # learning rate: constant, or cosine decay to 1% at the end
     width: int = 8
     residual_blocks: int = 4
+    output_scale: float = 1.0  # delta = eps * tanh(output_scale * raw)
+    smooth_sigma: float = 0.0  # Gaussian blur of delta (pixels), part of the generator
+    recipe: str = "paper"  # the recipe these settings started from (agscm.train.recipes)
     train_limit: int | None = None
     val_limit: int | None = 1000
     device: str = "cpu"
@@ -82,10 +99,17 @@ class TrainConfig:
             raise AgscmError(f"eps must be > 0, got {self.eps}")
         if self.lambda_gradcam < 0:
             raise AgscmError(f"lambda must be >= 0, got {self.lambda_gradcam}")
-        if self.loss not in ADV_LOSSES:
-            raise AgscmError(f"unknown loss {self.loss!r}; choose one of {', '.join(ADV_LOSSES)}")
+        if self.loss not in ADV_OBJECTIVES:
+            raise AgscmError(f"unknown loss {self.loss!r}; choose one of {', '.join(ADV_OBJECTIVES)}")
         if self.c is not None and self.c < 0:
             raise AgscmError(f"the hinge bound c must be >= 0, got {self.c}")
+        if self.noise_weight < 0 or self.feature_weight < 0:
+            raise AgscmError("the noise and feature weights must be >= 0")
+        if not 0 <= self.diversity <= 1:
+            raise AgscmError(f"diversity is a probability in [0, 1], got {self.diversity}")
+        if self.schedule not in SCHEDULES:
+            raise AgscmError(f"unknown schedule {self.schedule!r}; choose one of "
+                             f"{', '.join(SCHEDULES)}")
         if not self.sources:
             raise AgscmError("give at least one source model")
         if any(s.weight <= 0 for s in self.sources):
@@ -147,9 +171,10 @@ def clean_map_cache(sources: list[LoadedSource], data: ImageSet,
     """Every training image's clean Grad-CAM map for each source, computed once.
 
     They stay constant while the generator trains, and recomputing them took about a fifth
-    of each step. None when lambda is 0 or the maps would not fit the memory budget.
+    of each step. None when lambda is 0, when input diversity changes the clean images from
+    step to step, or when the maps would not fit the memory budget.
     """
-    if config.lambda_gradcam == 0:
+    if config.lambda_gradcam == 0 or config.diversity > 0:
         return None
     images, labels = next(iterate_batches(data.subset(1), 1, device=config.device))
     per_image = sum(s.cam(images, labels, create_graph=False)[0].numel() for s in sources)
@@ -161,41 +186,74 @@ def clean_map_cache(sources: list[LoadedSource], data: ImageSet,
 
 def step_loss(generator: Generator, sources: list[LoadedSource], images: torch.Tensor,
               labels: torch.Tensor, config: TrainConfig,
-              clean_maps: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+              clean_maps: list[torch.Tensor] | None = None,
+              draws: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss of one batch and its terms (for the progress bar).
 
     `clean_maps`: this batch's clean Grad-CAM maps per source, if cached; else computed here.
+    `draws`: the random source of input diversity (needed when `config.diversity` > 0).
     """
     assert config.c is not None
     targeted = config.target_class is not None
     goal = torch.full_like(labels, config.target_class) if targeted else labels
     delta = generator.perturbation(images)
     adversarial = (images + delta).clamp(0, 1)
-    l_noise = noise_loss(delta, config.c)
-    l_adv = torch.zeros(())
-    l_cam = torch.zeros(())
+    l_noise = noise_loss(delta, config.c) if config.noise_weight > 0 else torch.zeros(())
+    clean_view, adversarial_view = images, adversarial
+    if config.diversity > 0:
+        assert draws is not None, "input diversity needs a random generator"
+        clean_view, adversarial_view = diverse_pair(images, adversarial, config.diversity, draws)
+    l_adv = l_cam = l_feat = torch.zeros(())
     for index, source in enumerate(sources):
-        if config.lambda_gradcam > 0:
-            clean = (clean_maps[index] if clean_maps is not None
-                     else source.cam(images, labels, create_graph=False)[0])
-            adv_maps, logits = source.cam(adversarial, goal, create_graph=True)
-            distance = (shape_distance(clean, adv_maps) if targeted
-                        else gradcam_distance(clean, adv_maps, config.cam_normalize))
-            l_cam = l_cam + source.weight * gradcam_loss(distance, targeted)
-        else:
-            logits = source.model(adversarial)
-        l_adv = l_adv + source.weight * adversarial_loss(logits, goal, config.loss, config.kappa,
-                                                         targeted)
-    total = l_noise + l_adv + config.lambda_gradcam * l_cam
+        clean_logits, clean_features = _clean_pass(source, clean_view, config)
+        with capture_features(source.model, _feature_layer(source, config)) as features:
+            if config.lambda_gradcam > 0:
+                clean = (clean_maps[index] if clean_maps is not None
+                         else source.cam(clean_view, labels, create_graph=False)[0])
+                adv_maps, logits = source.cam(adversarial_view, goal, create_graph=True)
+                distance = (shape_distance(clean, adv_maps) if targeted
+                            else gradcam_distance(clean, adv_maps, config.cam_normalize))
+                l_cam = l_cam + source.weight * gradcam_loss(distance, targeted)
+            else:
+                logits = source.model(adversarial_view)
+        l_adv = l_adv + source.weight * adversarial_objective(
+            config.loss, logits, goal, clean_logits, config.kappa, targeted)
+        if clean_features is not None:
+            l_feat = l_feat + source.weight * feature_loss(features[-1], clean_features)
+    total = (config.noise_weight * l_noise + l_adv + config.lambda_gradcam * l_cam
+             + config.feature_weight * l_feat)
     return total, {"loss": total.item(), "noise": l_noise.item(), "adv": l_adv.item(),
-                   "gradcam": l_cam.item()}
+                   "gradcam": l_cam.item(), "feature": l_feat.item()}
+
+
+def _feature_layer(source: LoadedSource, config: TrainConfig) -> str | None:
+    """The layer L_feat reads in this source, or None when the term is off."""
+    if config.feature_weight == 0:
+        return None
+    return config.feature_layer or source.cam.layer_name
+
+
+def _clean_pass(source: LoadedSource, images: torch.Tensor, config: TrainConfig
+                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The clean logits and features the objectives compare against (None when not needed)."""
+    wants_logits = config.loss in NEEDS_CLEAN_LOGITS
+    layer = _feature_layer(source, config)
+    if not wants_logits and layer is None:
+        return None, None
+    with torch.no_grad(), capture_features(source.model, layer) as features:
+        logits = source.model(images)
+    return (logits if wants_logits else None), (features[-1] if layer is not None else None)
 
 
 def _validate(generator: Generator, sources: list[LoadedSource], data: ImageSet,
               config: TrainConfig) -> dict[str, float]:
+    """Source accuracy on x' for the validation images, delta's size, the first source's
+    Grad-CAM distance, and `collapse`: the share of images the first source sends to its most
+    common wrong class (near 1 when the generator has learned one universal pattern)."""
     generator.eval()
     correct = {s.name: 0 for s in sources}
     linf = l2 = cam_distance = 0.0
+    wrong_classes = torch.zeros(len(data.classes), dtype=torch.long)
     for images, labels in iterate_batches(data, 250, device=config.device):
         with torch.no_grad():
             delta = generator.perturbation(images)
@@ -204,16 +262,20 @@ def _validate(generator: Generator, sources: list[LoadedSource], data: ImageSet,
         l2 += delta.flatten(1).norm(dim=1).sum().item()
         for index, source in enumerate(sources):
             adv_maps, logits = source.cam(adversarial, labels, create_graph=False)
-            correct[source.name] += int((logits.argmax(1) == labels).sum())
+            predicted = logits.argmax(1)
+            correct[source.name] += int((predicted == labels).sum())
             if index == 0:
                 clean_maps, _ = source.cam(images, labels, create_graph=False)
                 cam_distance += gradcam_distance(clean_maps, adv_maps,
                                                  config.cam_normalize).sum().item()
+                wrong_classes += torch.bincount(predicted[predicted != labels].cpu(),
+                                                minlength=len(data.classes))
     generator.train()
     count = len(data)
     row = {f"val_acc[{name}]": hits / count for name, hits in correct.items()}
     return {**row, "delta_linf": linf / count, "delta_l2": l2 / count,
-            "gradcam_distance": cam_distance / count}
+            "gradcam_distance": cam_distance / count,
+            "collapse": wrong_classes.max().item() / count}
 
 
 def _write_json(path: Path, payload: Any) -> None:
@@ -231,22 +293,23 @@ def log_path(checkpoint: Path) -> Path:
 def train_generator(config: TrainConfig, resume: bool = True) -> GeneratorCheckpoint:
     """Train an AEG-GC generator as `config` says; returns the final checkpoint."""
     config.validate()
-    train_set = load_split(config.data, "train").subset(config.train_limit)
-    val_set = load_split(config.data, "test").subset(config.val_limit)
+    train_set = load_split(config.data, "fit").subset(config.train_limit)
+    val_set = load_split(config.data, "val").subset(config.val_limit)
     config = resolve_config(config, train_set)
     assert config.eps is not None
     sources = load_sources(config, train_set)
     torch.manual_seed(config.seed)
-    generator = Generator(GeneratorConfig(channels=train_set.channels, width=config.width,
-                                          residual_blocks=config.residual_blocks,
-                                          eps=config.eps, norm=config.norm)).to(config.device)
+    generator = Generator(GeneratorConfig(
+        channels=train_set.channels, width=config.width, residual_blocks=config.residual_blocks,
+        eps=config.eps, norm=config.norm, output_scale=config.output_scale,
+        smooth_sigma=config.smooth_sigma)).to(config.device)
     optimizer = torch.optim.Adam(generator.parameters(), lr=config.lr)
     out = Path(config.out)
     record: dict[str, Any] = {
         "agscm_version": __version__, "dataset": dataset_tag(config.data),
         "image_size": list(train_set.size), "classes": train_set.classes,
         "sources": [s.name for s in sources], "lambda": config.lambda_gradcam,
-        "source_sha256": [s.digest for s in sources],
+        "recipe": config.recipe, "source_sha256": [s.digest for s in sources],
         "train": asdict(config), "epoch": 0, "history": []}
     if out.exists():
         if not resume:
@@ -260,6 +323,7 @@ def train_generator(config: TrainConfig, resume: bool = True) -> GeneratorCheckp
     with make_progress() as progress:
         for epoch in range(record["epoch"], config.epochs):
             order = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+            draws = torch.Generator().manual_seed(config.seed * 100_019 + epoch)
             task = progress.add_task(f"generator epoch {epoch + 1}/{config.epochs}",
                                      total=steps_per_epoch, metrics="")
             start = time.perf_counter()
@@ -269,7 +333,10 @@ def train_generator(config: TrainConfig, resume: bool = True) -> GeneratorCheckp
                     device=config.device), start=1):
                 clean_maps = (None if cached_maps is None
                               else [maps[torch.from_numpy(index)] for maps in cached_maps])
-                loss, terms = step_loss(generator, sources, images, labels, config, clean_maps)
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(config, epoch + (step - 1) / steps_per_epoch)
+                loss, terms = step_loss(generator, sources, images, labels, config, clean_maps,
+                                        draws)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -289,6 +356,14 @@ def train_generator(config: TrainConfig, resume: bool = True) -> GeneratorCheckp
             progress.console.print(f"epoch {epoch + 1}/{config.epochs}: " + format_metrics(
                 {k: v for k, v in row.items() if k not in ("epoch", "seconds")}))
     return GeneratorCheckpoint(out, {**record, "kind": "generator"}, generator.eval())
+
+
+def learning_rate(config: TrainConfig, progress_in_epochs: float) -> float:
+    """`lr` throughout (constant), or cosine decay from `lr` to 1% of it at the last step."""
+    if config.schedule == "constant":
+        return config.lr
+    done = min(progress_in_epochs / config.epochs, 1.0)
+    return config.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(done * math.pi)))
 
 
 def _resume(out: Path, config: TrainConfig,

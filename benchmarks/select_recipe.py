@@ -1,0 +1,130 @@
+"""Choose generator settings on the validation split: train each candidate, score all on `val`.
+
+    python benchmarks/select_recipe.py --sources mnist-natural mnist-adv \
+        --targets mnist-natural mnist-adv mnist-secret mnist-mlp-natural mnist-resnet-adv \
+        --candidates paper rce rce-feat --epochs 3 --train-limit 20000 --val-limit 2000 \
+        --out benchmarks/results/select_mnist.json
+
+Every candidate is a recipe plus changes (CANDIDATES below), trained against each source on
+the `fit` split (the training images without the validation ones) into --work, resumable. The
+table then scores them and the baselines (PGD, MI-FGSM, ATA and the noise floor, same source,
+same eps) on the first --val-limit `val` images, never the test set. Each candidate's row is
+labelled `aeg-gc-<candidate>`; the summary ranks candidates by their mean accuracy over the
+black-box cells (lower = stronger) and counts the cells where they beat every baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+from agscm.eval.methods import generator_label
+from agscm.eval.report import markdown_table, number
+from agscm.eval.transfer import EvalConfig, TransferResult, evaluate
+from agscm.models.ensemble import ensemble_members
+from agscm.train.recipes import recipe_settings
+from agscm.train.trainer import SourceSpec, TrainConfig, train_generator
+
+# name -> (recipe, changes): what each candidate tries on top of its recipe
+CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
+    "paper": ("paper", {}),
+    "paper-l0": ("paper", {"lambda_gradcam": 0.0}),
+    "ce-box": ("paper", {"lambda_gradcam": 0.0, "noise_weight": 0.0}),
+    "cw-box": ("paper", {"lambda_gradcam": 0.0, "noise_weight": 0.0, "loss": "cw"}),
+    "rce": ("paper", {"lambda_gradcam": 0.0, "noise_weight": 0.0, "loss": "rce"}),
+    "rce-feat": ("paper", {"lambda_gradcam": 0.0, "noise_weight": 0.0, "loss": "rce",
+                           "feature_weight": 1.0}),
+    "rce-di": ("paper", {"lambda_gradcam": 0.0, "noise_weight": 0.0, "loss": "rce",
+                         "diversity": 0.5}),
+    "rce-feat-di": ("paper", {"lambda_gradcam": 0.0, "noise_weight": 0.0, "loss": "rce",
+                              "feature_weight": 1.0, "diversity": 0.5}),
+    "rce-smooth": ("paper", {"lambda_gradcam": 0.0, "noise_weight": 0.0, "loss": "rce",
+                             "smooth_sigma": 1.0}),
+    "rce-w32": ("paper", {"lambda_gradcam": 0.0, "noise_weight": 0.0, "loss": "rce",
+                          "width": 32}),
+    "rce-scale3": ("paper", {"lambda_gradcam": 0.0, "noise_weight": 0.0, "loss": "rce",
+                             "output_scale": 3.0}),
+    "rce-cam": ("paper", {"noise_weight": 0.0, "loss": "rce"}),
+    "transfer": ("transfer", {}),
+}
+
+
+def train_candidate(name: str, source: str, args: argparse.Namespace) -> str:
+    recipe, changes = CANDIDATES[name]
+    settings = {**recipe_settings(recipe, **changes), "recipe": name}
+    if args.epochs is not None:
+        settings["epochs"] = args.epochs
+    out = Path(args.work) / f"{source}-{name}.safetensors"
+    config = TrainConfig(data=args.data, out=str(out),
+                         sources=[SourceSpec(member) for member in ensemble_members(source)],
+                         zoo_dir=args.zoo, train_limit=args.train_limit, val_limit=500,
+                         device=args.device, **settings)
+    return str(train_generator(config, resume=True).path)
+
+
+def summary(result: TransferResult, candidates: list[str]) -> list[dict[str, Any]]:
+    """Per candidate: mean black-box accuracy, cells won against every baseline, collapse."""
+    rows = []
+    baselines = [m for m in result.methods if not m.startswith("aeg-gc")]
+    for name in candidates:
+        label = generator_label(name)
+        mine = [c for c in result.cells if c.method == label and not c.white_box]
+        won = 0
+        for cell in mine:
+            rivals = [result.cell(cell.source, m, cell.target) for m in baselines]
+            won += all(cell.accuracy < r.accuracy for r in rivals if r is not None)
+        white = [c for c in result.cells if c.method == label and c.white_box]
+        rows.append({"candidate": name, "black_box_mean": mean(c.accuracy for c in mine),
+                     "cells": len(mine), "beats_every_baseline": won,
+                     "white_box_mean": mean(c.accuracy for c in white) if white else None,
+                     "worst_collapse": max(c.collapse for c in result.cells if c.method == label)})
+    return sorted(rows, key=lambda row: row["black_box_mean"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", default="../shared/data/mnist")
+    parser.add_argument("--zoo", default="runs/zoo")
+    parser.add_argument("--sources", nargs="+", required=True)
+    parser.add_argument("--targets", nargs="+", required=True)
+    parser.add_argument("--candidates", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    parser.add_argument("--baselines", nargs="*", default=["pgd", "mifgsm", "ata", "noise"])
+    parser.add_argument("--epochs", type=int, default=None, help="override every recipe's epochs")
+    parser.add_argument("--train-limit", type=int, default=20000)
+    parser.add_argument("--val-limit", type=int, default=2000)
+    parser.add_argument("--work", default="runs/select")
+    parser.add_argument("--cache", default="runs/cache")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    generators = {source: [train_candidate(name, source, args) for name in args.candidates]
+                  for source in args.sources}
+    config = EvalConfig(data=args.data, sources=args.sources, targets=args.targets,
+                        methods=["aeg-gc", *args.baselines], generators=generators,
+                        zoo_dir=args.zoo, split="val", limit=args.val_limit,
+                        cache_dir=args.cache, device=args.device)
+    result = evaluate(config)
+    ranking = summary(result, args.candidates)
+    print(markdown_table(["candidate", "black-box mean", "cells", "beats every baseline",
+                          "white-box mean", "worst collapse"],
+                         [[r["candidate"], number(r["black_box_mean"]), str(r["cells"]),
+                           str(r["beats_every_baseline"]),
+                           number(r["white_box_mean"]) if r["white_box_mean"] is not None else "",
+                           number(r["worst_collapse"])] for r in ranking]))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({
+        "command": "python benchmarks/select_recipe.py " + " ".join(
+            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+            for k, v in vars(args).items() if v is not None),
+        "candidates": {n: {"recipe": CANDIDATES[n][0], "changes": CANDIDATES[n][1]}
+                       for n in args.candidates},
+        "ranking": ranking, "table": result.to_json(), "config": asdict(config)}, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
