@@ -40,23 +40,28 @@ function parseMetadata(props) {
   return meta;
 }
 
+/** The WebGPU adapter's name, or why there is none. */
 async function probeWebGpu() {
-  if (!("gpu" in navigator)) return "this browser has no WebGPU";
+  if (!("gpu" in navigator)) return { reason: "this browser has no WebGPU" };
   try {
     const adapter = await navigator.gpu.requestAdapter();
-    return adapter ? null : "no WebGPU adapter (no usable GPU, or GPU access is off)";
+    if (!adapter) return { reason: "no WebGPU adapter (no usable GPU, or GPU access is off)" };
+    const info = adapter.info ?? {};
+    const name = [info.vendor, info.architecture, info.description].filter(Boolean).join(" ");
+    return { adapter: name || "unnamed adapter" };
   } catch (error) {
-    return `WebGPU adapter request failed (${error.message})`;
+    return { reason: `WebGPU adapter request failed (${error.message})` };
   }
 }
 
 /** WebGPU where it works, else WASM; `?backend=wasm|webgpu` forces one. Says why. */
 async function createSession(ort, bytes, requested) {
-  let reason = requested === "wasm" ? "WASM requested (?backend=wasm)" : await probeWebGpu();
+  const probe = requested === "wasm" ? { reason: "WASM requested (?backend=wasm)" } : await probeWebGpu();
+  let reason = probe.reason;
   if (!reason) {
     try {
       const session = await ort.InferenceSession.create(bytes, { executionProviders: ["webgpu"] });
-      return { session, backend: "webgpu", reason: null };
+      return { session, backend: "webgpu", adapter: probe.adapter, reason: null };
     } catch (error) {
       reason = `WebGPU could not run the model (${error.message})`;
     }
@@ -114,7 +119,7 @@ async function load() {
     // Threads need SharedArrayBuffer, which only a cross-origin-isolated page has.
     ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
     const requested = new URLSearchParams(location.search).get("backend") || "auto";
-    const { session, backend, reason } = await createSession(ort, bytes, requested);
+    const { session, backend, adapter, reason } = await createSession(ort, bytes, requested);
     const names = { inputs: session.inputNames, outputs: session.outputNames };
     if (names.inputs.length !== 1 || names.inputs[0] !== site.contract.input
         || !names.outputs.includes(site.contract.output)) {
@@ -122,7 +127,7 @@ async function load() {
     }
     Object.assign(state, { ort, session, meta, backend });
     showMetadata(meta);
-    const where = backend === "webgpu" ? "WebGPU (on the GPU)"
+    const where = backend === "webgpu" ? `WebGPU (adapter: ${adapter})`
       : `WASM (on the CPU, ${ort.env.wasm.numThreads} thread${ort.env.wasm.numThreads === 1 ? "" : "s"})`;
     setStatus(`Ready: running on ${where}${reason ? `. WebGPU not used: ${reason}.` : "."}`, "ready");
     $("#status").dataset.backend = backend;
@@ -227,6 +232,16 @@ async function perturb(file, card) {
   return { size: [width, height], metrics, png, seconds };
 }
 
+/** An error as one line a person can act on. */
+function explain(error) {
+  const message = error?.message || String(error);
+  if (/bad_alloc|out of memory|Array buffer allocation failed/i.test(message)) {
+    return "out of memory: the image is too large for this browser's runtime (WASM has at most "
+      + "4 GiB); use agscm perturb for it";
+  }
+  return message;
+}
+
 function updateSummary() {
   const count = (status) => state.results.filter((result) => result.status === status).length;
   const [done, failed, pending] = [count("ok"), count("failed"), count("pending")];
@@ -267,7 +282,7 @@ function addFiles(files) {
         button.disabled = false;
         button.addEventListener("click", () => download(png, result.output));
       } catch (error) {
-        Object.assign(result, { status: "failed", error: error.message || String(error) });
+        Object.assign(result, { status: "failed", error: explain(error) });
         $(".notes", card).textContent = `Failed: ${result.error}`;
       }
       card.dataset.status = result.status;
