@@ -37,6 +37,7 @@ def ort_dist() -> Path:
 def chromium_executable() -> str:
     """Debian's Chromium ($AGSCM_CHROMIUM, else `chromium` on PATH); Playwright downloads none."""
     path = os.environ.get("AGSCM_CHROMIUM") or shutil.which("chromium")
-    if not path:
-        unavailable("Chromium not found (apt-get install chromium, or set AGSCM_CHROMIUM)")
+    if not path or not Path(path).is_file():
+        unavailable(f"Chromium not found ({path or 'no chromium on PATH'}; apt-get install "
+                    "chromium, or set AGSCM_CHROMIUM)")
     return str(path)
