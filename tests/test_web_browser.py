@@ -244,6 +244,8 @@ def check_parity(model: Path, inputs: list[Path], files: dict[str, bytes],
         clean = np.asarray(Image.open(path).convert(mode)).astype(int)
         diff = np.abs(ours - python)
         assert diff.max() <= 1, f"{path.name}: the page differs from agscm by {diff.max()} levels"
+        # Float noise may flip a rounding now and then; a systematic slip would flip many.
+        assert (diff > 0).mean() <= 0.01, f"{path.name}: {(diff > 0).sum()} values off by one"
         assert np.abs(ours - clean).max() <= budget  # the L-inf bound holds in 8 bits
         if clean.size >= 64:  # a real perturbation, so equality is not trivially true
             assert (ours != clean).mean() > 0.2, f"{path.name}: the generator changed too little"
@@ -313,10 +315,16 @@ def test_page_matches_the_python_runtime_offline_and_local(
 
             # The page's security policy stops it from reaching any other origin, even here.
             context.set_offline(False)
-            blocked = page.page.evaluate("""async url => {
-                try { await fetch(url); return "fetched"; } catch (error) { return "blocked"; }
+            attempt = page.page.evaluate("""async url => {
+                const violations = [];
+                document.addEventListener("securitypolicyviolation",
+                                          event => violations.push(event.effectiveDirective));
+                let outcome = "fetched";
+                try { await fetch(url); } catch (error) { outcome = "refused"; }
+                await new Promise(resolve => setTimeout(resolve, 100));
+                return {outcome, violations};
             }""", f"http://127.0.0.1:{outside.server_address[1]}/leak")
-            assert blocked == "blocked"
+            assert attempt == {"outcome": "refused", "violations": ["connect-src"]}
             assert not page.errors, page.errors
             assert_local_only(page.requests, served)
             page.page.close()
