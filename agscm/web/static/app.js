@@ -12,7 +12,7 @@ import { makeZip } from "./zip.js";
 const site = JSON.parse(document.getElementById("agscm-site").textContent);
 const $ = (selector, root = document) => root.querySelector(selector);
 const state = { ort: null, session: null, meta: null, backend: null, results: [], names: new Set() };
-let queue = Promise.resolve();
+let queue = Promise.resolve(); // images run one after another, after the model has loaded
 
 // ---- the model ----------------------------------------------------------------------------
 
@@ -209,6 +209,7 @@ function formatMetrics(metrics) {
 async function perturb(file, card) {
   const started = performance.now();
   const { ort, session, meta } = state;
+  if (!session) throw new Error("the model is not loaded (see the message at the top)");
   const { width, height, rgba } = await decode(file);
   const clean = modelPixels(rgba, width, height, meta.channels);
   $(".notes", card).textContent = `${width}×${height}; ${notesFor(clean, width, height).join("; ")}.`;
@@ -263,7 +264,6 @@ function download(blob, name) {
 }
 
 function addFiles(files) {
-  if (!state.session) return;
   for (const file of files) {
     const card = $("#card-template").content.firstElementChild.cloneNode(true);
     const result = { input: file.name, output: null, status: "pending", card };
@@ -352,4 +352,4 @@ function wire() {
 }
 
 wire();
-load();
+queue = load(); // images dropped while the model loads wait for it
