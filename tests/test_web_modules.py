@@ -20,11 +20,16 @@ import numpy as np
 import pytest
 from PIL import Image
 from runtime_helpers import REPO, GeneratorFiles
+from web_helpers import unavailable
 
 STATIC = REPO / "agscm" / "web" / "static"
 NODE = shutil.which("node")
-pytestmark = pytest.mark.skipif(NODE is None, reason="node is not installed (the page's "
-                                "modules are checked in Node; the browser test covers them too)")
+
+
+@pytest.fixture(autouse=True)
+def node() -> None:
+    if NODE is None:
+        unavailable("node is not installed (the page's modules are checked in Node)")
 
 
 def run_node(body: str, payload: Any) -> Any:
