@@ -70,3 +70,16 @@ if [ "$written" -ne "$expected" ] || [ "$written" -eq 0 ]; then
     exit 1
 fi
 echo "runtime venv OK: $written images perturbed without torch"
+
+# `agscm web` from the installed package (its page files are package data), torch-free too.
+ort_dist=$repo/web/node_modules/onnxruntime-web/dist
+if [ -d "$ort_dist" ]; then
+    "$work/venv/bin/agscm" web "$work/site" --model "$model" --ort-dist "$ort_dist"
+    for file in index.html app.js pixels.js model.onnx ort/ort.webgpu.min.mjs; do
+        if [ ! -s "$work/site/$file" ]; then
+            echo "FAIL: agscm web wrote no $file from the base install" >&2
+            exit 1
+        fi
+    done
+    echo "agscm web OK: a site built from the base install"
+fi
