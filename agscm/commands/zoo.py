@@ -27,8 +27,6 @@ def train(
              "\\[default: madry-cnn grey, resnet-small colour].")] = None,
     width: Annotated[int | None, typer.Option(
         help="Base width \\[default: the architecture's own].")] = None,
-    batch_norm: Annotated[bool, typer.Option(
-        help="Batch norm in resnet-small and vgg-small (--no-batch-norm drops it).")] = True,
     name: Annotated[str | None, typer.Option(
         help="Model name \\[default: <data name>-<kind>, or <data name>-<arch>-<kind> with "
              "--arch].")] = None,
@@ -41,7 +39,8 @@ def train(
     warmup_epochs: Annotated[float, typer.Option(help="Learning-rate warm-up epochs.")] = 0.0,
     weight_decay: Annotated[float, typer.Option(help="Weight decay.")] = 0.0,
     augment: Annotated[str, typer.Option(
-        help="Augmentation: none, shift (random translation) or shift-flip.")] = "none",
+        help="Augmentation: none, noise (uniform noise of the eps budget on half the images), "
+             "shift (random translation) or shift-flip.")] = "none",
     eps: Annotated[float | None, typer.Option(
         help="Adversarial training budget \\[default: 0.3 grey, 8/255 colour].")] = None,
     adv_method: Annotated[str, typer.Option(
@@ -62,8 +61,7 @@ def train(
     from agscm.models.registry import SUFFIX, default_zoo_dir
     from agscm.train.zoo import ZooConfig, train_classifier
 
-    config = ZooConfig(data=data, kind=kind, arch=arch, width=width, batch_norm=batch_norm,
-                       epochs=epochs,
+    config = ZooConfig(data=data, kind=kind, arch=arch, width=width, epochs=epochs,
                        batch_size=batch_size, optimizer=optimizer, lr=lr,
                        warmup_epochs=warmup_epochs, weight_decay=weight_decay, augment=augment,
                        eps=eps, adv_method=adv_method, adv_steps=adv_steps,

@@ -68,11 +68,12 @@ def _mnist_zoo() -> tuple[ZooEntry, ...]:
         ZooEntry("adv", ZooConfig(data, **robust)),
         ZooEntry("secret", ZooConfig(data, **{**robust, "kind": "secret"})),
         ZooEntry("mlp-natural", ZooConfig(data, kind="natural", arch="mlp", epochs=4)),
-        # without batch norm: with it, random noise of the budget alone fools natural MNIST nets
+        # with noise augmentation: without it, random noise of the budget alone fools these two
+        # (global average pooling sums the noise of the black background; measured: 9.6%)
         ZooEntry("resnet-natural", ZooConfig(data, kind="natural", arch="resnet-small", width=32,
-                                             batch_norm=False, epochs=4)),
-        ZooEntry("vgg-natural", ZooConfig(data, kind="natural", arch="vgg-small",
-                                          batch_norm=False, epochs=4)),
+                                             augment="noise", epochs=4)),
+        ZooEntry("vgg-natural", ZooConfig(data, kind="natural", arch="vgg-small", augment="noise",
+                                          epochs=4)),
         ZooEntry("resnet-adv", ZooConfig(data, arch="resnet-small", width=32, seed=3, **robust)),
     )
 

@@ -36,16 +36,25 @@ def iterate_batches(data: ImageSet, batch_size: int, shuffle: bool = False,
         yield images, labels
 
 
-AUGMENTATIONS = ("none", "shift", "shift-flip")
+AUGMENTATIONS = ("none", "noise", "shift", "shift-flip")
 
 
-def augment(images: torch.Tensor, mode: str, generator: torch.Generator) -> torch.Tensor:
-    """Random translations by up to 1/8 of the side (zero padding, then a random crop back to
-    the original size), plus random horizontal flips for "shift-flip": the standard CIFAR-10
+def augment(images: torch.Tensor, mode: str, generator: torch.Generator,
+            noise: float = 0.0) -> torch.Tensor:
+    """"noise": uniform noise in [-noise, noise] on a random half of the images (clipped to
+    [0, 1]), so random perturbations of the attack budget alone do not fool the model (natural
+    MNIST nets with global average pooling otherwise fall to them). "shift": random
+    translations by up to 1/8 of the side (zero padding, then a random crop back to the
+    original size); "shift-flip" adds random horizontal flips: the standard CIFAR-10
     augmentation. Runs on the batch's device; the draws come from the CPU `generator`, so a
     resumed run sees the same augmentations."""
     if mode == "none":
         return images
+    if mode == "noise":
+        count = images.shape[0]
+        amplitude = (torch.rand(count, generator=generator) < 0.5).float() * noise
+        offsets = (torch.rand(images.shape, generator=generator) * 2 - 1) * amplitude.view(-1, 1, 1, 1)
+        return (images + offsets.to(images.device)).clamp(0, 1)
     count, _, height, width = images.shape
     pad = max(1, min(height, width) // 8)
     padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))

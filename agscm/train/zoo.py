@@ -58,14 +58,13 @@ class ZooConfig:
     kind: str = "natural"
     arch: str | None = None  # None: MadryLab CNN for grey data, the small ResNet for colour
     width: int | None = None  # None: the architecture's own default
-    batch_norm: bool = True  # resnet-small, vgg-small: False trains them without batch norm
     epochs: int = 4
     batch_size: int = 128
     optimizer: str = "adam"  # adam, or sgd (Nesterov momentum 0.9)
     lr: float = 1e-3  # peak: linear warm-up over warmup_epochs, then cosine decay to 1%
     warmup_epochs: float = 0.0
     weight_decay: float = 0.0
-    augment: str = "none"  # none, shift (random translation) or shift-flip
+    augment: str = "none"  # none, noise, shift (random translation) or shift-flip
     eps: float | None = None  # None: the dataset's budget (0.3 for 1 channel, 8/255 for colour)
     adv_method: str = "pgd"
     adv_steps: int = 7  # PGD steps (adv_method pgd)
@@ -152,7 +151,7 @@ def train_classifier(config: ZooConfig, out_path: Path, device: str = "cpu",
     torch.manual_seed(config.seed)
     model_config = classifier_config(train_set.channels, train_set.size, len(train_set.classes),
                                      *channel_stats(train_set), arch=config.arch,
-                                     width=config.width, batch_norm=config.batch_norm)
+                                     width=config.width)
     model = build_classifier(model_config).to(device)
     optimizer = _make_optimizer(model, config)
     meta: dict[str, Any] = {"kind": "classifier", "name": out_path.name[: -len(SUFFIX)],
@@ -216,7 +215,7 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Image
             iterate_batches(data, config.batch_size, shuffle=True, generator=draws,
                             device=device)):
         done = epoch + step / batches
-        images = augment(images, config.augment, draws)
+        images = augment(images, config.augment, draws, noise=config.eps)
         with _autocast(device):
             if config.kind != "natural":
                 images = _adversarial_batch(model, images, labels, config, done)
