@@ -105,6 +105,7 @@ def test_sweep_bad_lambdas(tiny_zoo, mnist_dir, tmp_path) -> None:
     assert result.exit_code == 1 and "bad lambda list '0,x'" in result.stderr
 
 
+@pytest.mark.slow
 def test_reproduce_mnist_quick_end_to_end(mnist_dir, tmp_path) -> None:
     result = runner.invoke(app, ["reproduce", "mnist", "--quick", "--data", str(mnist_dir),
                                  "--work", str(tmp_path)])

@@ -25,6 +25,8 @@ from agscm.errors import AgscmError
 NATURAL, ADV = "mnist-sample-natural", "mnist-sample-adv"
 EPS = 0.3  # the MNIST budget every stage defaults to
 
+pytestmark = pytest.mark.slow  # the module runs `agscm demo --quick` (a minute or two)
+
 
 def run_demo_cli(out: Path) -> tuple[subprocess.CompletedProcess[str], float]:
     start = time.perf_counter()

@@ -66,6 +66,7 @@ def test_corrupt_and_foreign_checkpoints_are_one_line_errors(tmp_path) -> None:
         load_classifier(tmp_path / "missing.safetensors")
 
 
+@pytest.mark.slow
 def test_adversarial_training_resumes_and_hardens(mnist_dir, tmp_path) -> None:
     config = ZooConfig(data=str(mnist_dir), kind="adv", epochs=1, train_limit=1500)
     path = train_classifier(config, tmp_path / "adv.safetensors", test_limit=300)
@@ -85,6 +86,7 @@ def test_adversarial_training_resumes_and_hardens(mnist_dir, tmp_path) -> None:
     assert (model(adversarial).argmax(1) == labels).float().mean() > 0.05
 
 
+@pytest.mark.slow
 def test_cli_zoo_train_list_and_errors(mnist_dir, tmp_path) -> None:
     runner = CliRunner()
     zoo = str(tmp_path / "zoo")
