@@ -121,7 +121,7 @@ def test_reproduce_mnist_quick_end_to_end(mnist_dir, tmp_path) -> None:
     for cell in lost:
         assert f"{cell['source']} -> {cell['target']} (AEG-GC" in markdown
     assert "Command: `agscm reproduce mnist --quick --work" in markdown
-    assert "The paper's MNIST table" in markdown and "| natural | AEG-GC | 0.1500 |" in markdown
+    assert "The paper's MNIST table" in markdown and "| natural | AEG-GC | 15.00% |" in markdown
     assert "| quick-natural+quick-adv | aeg-gc |" in markdown
     assert payload["transfer"]["methods"] == ["aeg-gc", "ata:steps=5", "pgd:steps=5", "mifgsm",
                                               "fgsm", "noise"]  # steps touch ATA and PGD only

@@ -115,7 +115,7 @@ def test_bold_marks_the_lowest_accuracy_of_each_group(second) -> None:
     for column, target in enumerate(second.targets, start=2):
         for source in ("tiny-natural", "tiny-adv"):
             group = [row for row in grid if row[0] == source]
-            values = [float(re.sub(r"[*_]", "", row[column])) for row in group]
+            values = [float(re.sub(r"[*_%]", "", row[column])) for row in group]
             bold = [row[column].startswith("**") for row in group]
             assert bold == [value == min(values) for value in values], (source, target)
     ensemble_row = next(row for row in grid if row[0] == ENSEMBLE)

@@ -8,10 +8,9 @@ from typing import Annotated, Any
 
 import typer
 
+from agscm.commands.options import TorchDevice, resolve_torch_device
 from agscm.commands.zoo import ZooDir
 from agscm.errors import AgscmError, one_line_errors
-
-Device = Annotated[str, typer.Option(help="torch device: cpu or cuda.")]
 
 
 def parse_lambdas(text: str) -> list[float]:
@@ -51,7 +50,7 @@ def evaluate(
                                            "store nothing.")] = False,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for transfer.md, .csv and "
                                       ".json.")] = Path("runs/eval"),
-    device: Device = "cpu",
+    device: TorchDevice = "auto",
 ) -> None:
     """Transfer table: craft each source x method set once, score it on every target.
 
@@ -102,7 +101,7 @@ def sweep(
     limit: Annotated[int | None, typer.Option(
         help="Test images scored \\[default: all].")] = None,
     eval_batch_size: Annotated[int, typer.Option(help="Images per scoring batch.")] = 250,
-    device: Device = "cpu",
+    device: TorchDevice = "auto",
 ) -> None:
     """Lambda sweep (the paper's Figure 3): one generator per lambda, success on the target.
 
@@ -123,7 +122,8 @@ def sweep(
     typer.echo("wrote " + ", ".join(str(p) for p in write_sweep(result, folder)))
 
 
-reproduce_app = typer.Typer(help="Reproduce the paper's tables on our own zoo, end to end.",
+reproduce_app = typer.Typer(help="Reproduce the paper's tables on our own zoo, end to end.\n\n"
+                                 "Example: agscm reproduce mnist --quick",
                             no_args_is_help=True)
 
 
@@ -161,7 +161,9 @@ def mnist(
         help="Epochs per sweep lambda \\[default: 2].")] = None,
     sweep_train_limit: Annotated[int | None, typer.Option(
         help="Training images per sweep lambda \\[default: 20,000].")] = None,
-    device: Annotated[str | None, typer.Option(help="torch device: cpu or cuda.")] = None,
+    device: Annotated[str | None, typer.Option(
+        help="torch device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N "
+             "\\[default: auto].")] = None,
 ) -> None:
     """The MNIST table (3 sources + ensemble x 5 methods x 3 targets) and lambda sweep.
 
@@ -180,6 +182,7 @@ def mnist(
         "sweep_epochs": sweep_epochs, "sweep_train_limit": sweep_train_limit, "device": device}
     changes = {key: str(value) if isinstance(value, Path) else value
                for key, value in given.items() if value is not None}
+    changes["device"] = resolve_torch_device(device or "auto")  # the command line keeps `given`
     if quick:
         budget = MnistBudget.quick(**({"work_dir": str(work)} if work else {}), **changes)
     else:

@@ -21,7 +21,6 @@ from agscm.eval.plots import plot_sweep
 from agscm.eval.report import (
     epochs_text,
     markdown_table,
-    number,
     sweep_table,
     transfer_rows,
     transfer_sections,
@@ -31,6 +30,7 @@ from agscm.eval.report import (
 )
 from agscm.eval.sweep import DEFAULT_LAMBDAS, SweepConfig, SweepResult, run_sweep
 from agscm.eval.transfer import EvalConfig, TransferResult, evaluate
+from agscm.formatting import percent
 from agscm.train.registry import SUFFIX
 from agscm.train.trainer import SourceSpec, TrainConfig, train_generator
 from agscm.train.zoo import ZooConfig, train_classifier
@@ -238,8 +238,8 @@ def reading(result: Reproduction) -> list[str]:
     wins = sum(c.won for c in comparisons)
     lines = [f"AEG-GC has the lowest accuracy in **{wins} of {len(comparisons)} black-box "
              f"cells** compared with ATA and PGD (ties count against it; the paper: 6 of 6)."]
-    lost = [f"{c.source} -> {c.target} (AEG-GC {number(c.ours)}, {c.rival} "
-            f"{number(c.rival_accuracy)})" for c in comparisons if not c.won]
+    lost = [f"{c.source} -> {c.target} (AEG-GC {percent(c.ours)}, {c.rival} "
+            f"{percent(c.rival_accuracy)})" for c in comparisons if not c.won]
     lines.append("Cells where it does not: " + ("; ".join(lost) if lost else "none") + ".")
     every = result.comparisons(BASELINE_ORDER)
     lines.append(f"Against all four baselines (ATA, PGD, MI-FGSM, FGSM) it is lowest in "
@@ -248,15 +248,15 @@ def reading(result: Reproduction) -> list[str]:
     natural = budget.name("natural")
     white = [c for c in transfer.cells if c.source == natural and c.target == natural]
     lines.append(f"White-box on {natural}: " + ", ".join(
-        f"{c.method} {number(c.accuracy)}" for c in white)
-        + " (the paper: AEG-GC 0.15, ATA 0.07, PGD 0).")
+        f"{c.method} {percent(c.accuracy)}" for c in white)
+        + " (the paper: AEG-GC 15%, ATA 7%, PGD 0%).")
     secret = budget.name("secret")
     ensemble = transfer.cell(budget.ensemble, GENERATOR_METHOD, secret)
     singles = [transfer.cell(budget.name(k), GENERATOR_METHOD, secret) for k in KINDS[:2]]
     if ensemble is not None and all(singles):
         lines.append(f"The ensemble generator ({budget.ensemble}) leaves {secret} at "
-                     f"{number(ensemble.accuracy)}; single-source AEG-GC from "
-                     + " and ".join(f"{c.source} {number(c.accuracy)}" for c in singles if c)
+                     f"{percent(ensemble.accuracy)}; single-source AEG-GC from "
+                     + " and ".join(f"{c.source} {percent(c.accuracy)}" for c in singles if c)
                      + ".")
     lines.append(_sweep_reading(result.sweep) + f" The generators above use lambda "
                  f"{result.lambda_gradcam:g} ({result.lambda_reason}).")
@@ -268,7 +268,7 @@ def _floor_reading(transfer: TransferResult, sources: list[str]) -> str:
     pairs = [(transfer.cell(s, GENERATOR_METHOD, t), transfer.cell(s, FLOOR, t))
              for s in sources for t in transfer.targets]
     pairs = [(ours, noise) for ours, noise in pairs if ours and noise]
-    worse = [f"{o.source} -> {o.target} ({number(o.accuracy)} vs {number(n.accuracy)})"
+    worse = [f"{o.source} -> {o.target} ({percent(o.accuracy)} vs {percent(n.accuracy)})"
              for o, n in pairs if o.accuracy >= n.accuracy]
     return (f"Against random noise of the same eps ({FLOOR}: every pixel +-eps), AEG-GC leaves "
             f"the target lower in {len(pairs) - len(worse)} of {len(pairs)} cells; not in: "
@@ -280,9 +280,9 @@ def _sweep_reading(sweep: SweepResult) -> str:
     zero = next((r for r in sweep.rows if r.lambda_gradcam == 0), None)
     assert best is not None
     text = (f"Lambda sweep {sweep.source} -> {sweep.target}: success peaks at lambda "
-            f"{best.lambda_gradcam:g} ({number(best.success_rate)})")
+            f"{best.lambda_gradcam:g} ({percent(best.success_rate)})")
     if zero is not None:
-        text += f"; without the Grad-CAM term (lambda 0) it is {number(zero.success_rate)}"
+        text += f"; without the Grad-CAM term (lambda 0) it is {percent(zero.success_rate)}"
     return text + "."
 
 
@@ -292,7 +292,7 @@ def paper_table() -> str:
     for source, methods in PAPER_MNIST.items():
         lowest = [min(values[i] for values in methods.values()) for i in range(len(KINDS))]
         for method, values in methods.items():
-            rows.append([source, method, *(f"**{v:.4f}**" if v == low else f"{v:.4f}"
+            rows.append([source, method, *(f"**{percent(v)}**" if v == low else percent(v)
                                            for v, low in zip(values, lowest, strict=True))])
     return markdown_table(["source", "method", *KINDS], rows)
 
