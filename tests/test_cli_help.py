@@ -44,3 +44,30 @@ def test_the_summary_in_the_command_list_is_one_line(path: tuple[str, ...]) -> N
         command = command.commands[name]  # type: ignore[attr-defined]
     summary = inspect.cleandoc(command.help or "").split("\n\n")[0]
     assert summary and "\n" not in summary
+
+
+def test_every_device_option_defaults_to_auto() -> None:
+    devices = {}
+    for path in COMMANDS:
+        command = typer.main.get_command(app)
+        for name in path:
+            command = command.commands[name]  # type: ignore[attr-defined]
+        for param in command.params:
+            if param.name == "device":
+                devices[" ".join(path)] = param.default
+    assert {"perturb", "info", "demo", "train", "zoo train", "evaluate"} <= set(devices)
+    # reproduce keeps None so that its recorded command line shows only what was given
+    assert {path: default for path, default in devices.items() if default != "auto"} == {
+        "reproduce mnist": None}
+
+
+def test_auto_device_is_cuda_only_when_torch_sees_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from agscm.commands.options import resolve_torch_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_torch_device("auto") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_torch_device("auto") == "cuda"
+    assert resolve_torch_device("cuda:1") == "cuda:1" and resolve_torch_device("cpu") == "cpu"
