@@ -20,7 +20,7 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def source(mnist_dir, tmp_path_factory):
+def trained_source(mnist_dir, tmp_path_factory):
     """A MadryCNN trained for one epoch on 2,000 MNIST digits (a few seconds)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # on a busy 2-core box one thread beats two that stall each other
