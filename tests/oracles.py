@@ -1,14 +1,15 @@
-"""The test oracles grad-cam and torchattacks, importable beside the CPU torch build.
+"""The Grad-CAM test oracle (grad-cam), importable beside the CPU torch build.
 
-Both packages declare torchvision, whose PyPI wheels are built against the CUDA torch: beside
-the CPU build `import torchvision` fails ("operator torchvision::nms does not exist"), and
-installing it pulls the multi-GB CUDA torch. So the tests install both oracles with `--no-deps`
-(tests/requirements-oracles.txt; their other dependencies are in the `dev` extra).
-torchattacks never imports torchvision. grad-cam imports it at module level only for helpers
-these tests never call (`preprocess_image`'s transforms, a detection target's `box_iou`); while
-it imports, and only when torchvision is absent, `torchvision` and its submodules are placeholders
-whose names raise when called, so a grad-cam path that really needs torchvision fails loudly.
-The placeholders leave `sys.modules` afterwards: nothing else sees a torchvision.
+The test oracles grad-cam and torchattacks declare torchvision, whose PyPI wheels are built
+against the CUDA torch: beside the CPU build `import torchvision` fails ("operator
+torchvision::nms does not exist"), and installing it pulls the multi-GB CUDA torch. So the tests
+install both oracles with `--no-deps` (tests/requirements-oracles.txt; the rest of what they
+import is in the `dev` extra). torchattacks never imports torchvision, so the tests import it
+directly. grad-cam imports it at module level only for code these tests never run (image
+preprocessing transforms, SESS's resize, a detection target's `box_iou`): while grad-cam imports,
+and only when torchvision is absent, `torchvision` and its submodules are placeholders whose
+names raise when called, so a grad-cam path that really needs torchvision fails loudly. The
+placeholders leave `sys.modules` afterwards: nothing else sees a torchvision.
 """
 
 from __future__ import annotations
