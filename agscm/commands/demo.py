@@ -25,7 +25,8 @@ def demo(
              "set the demo uses the first few thousand images (a class-mixed sample).")
     ] = "mnist-sample",
     quick: Annotated[bool, typer.Option(
-        "--quick", help="Under 2 minutes on 2 CPU cores instead of under 5 (what CI runs).")
+        "--quick", help="A smaller budget, 200 test images instead of 1,000 (what the tests "
+                        "run): 2-3 minutes on 2 busy CPU cores instead of 4-11.")
     ] = False,
     threads: Annotated[int, typer.Option(
         envvar="AGSCM_THREADS", show_envvar=False,

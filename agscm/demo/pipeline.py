@@ -51,7 +51,8 @@ METHODS = (*ATTACKS, FLOOR)
 class DemoBudget:
     """What the demo spends; the limits count images, so any data set costs about the same.
 
-    On mnist-sample and 2 busy CPU cores the default took 2-5 minutes, `quick()` 1-2.
+    On mnist-sample and 2 busy CPU cores the default took 4-11 minutes (11 at a load average of
+    10), `quick()` 2-3.
     """
 
     test_images: int = 1000  # the one evaluation set: zoo, generator and table accuracies
