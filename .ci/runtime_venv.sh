@@ -44,7 +44,13 @@ mkdir "$work/src"
 git -C "$repo" ls-files -z --cached --others --exclude-standard \
     | (cd "$repo" && tar --null --ignore-failed-read -T - -cf -) | tar -xf - -C "$work/src"
 "${PYTHON:-python3}" -m venv "$work/venv"
-"$work/venv/bin/python" -m pip install --quiet "$work/src"  # the base package: no extras
+# the base package, no extras; the installer's output is shown only when it fails
+if ! "$work/venv/bin/python" -m pip install --disable-pip-version-check "$work/src" \
+        >"$work/pip.log" 2>&1; then
+    tail -n 40 "$work/pip.log" >&2
+    echo "FAIL: the base install failed" >&2
+    exit 1
+fi
 for module in torch onnx; do
     if "$work/venv/bin/python" -c "import $module" 2>/dev/null; then
         echo "FAIL: $module is importable in the base install" >&2

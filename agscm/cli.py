@@ -15,7 +15,8 @@ from agscm.commands import attack, demo, evaluate, export, runtime, train, web, 
 
 app = typer.Typer(
     name="agscm",
-    help="Transferable adversarial examples from a Grad-CAM guided generator (AEG-GC).",
+    help="Transferable adversarial examples from a Grad-CAM guided generator (AEG-GC).\n\n"
+         "Example: agscm demo --quick  (the whole story, offline)",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",

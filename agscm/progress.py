@@ -12,6 +12,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from agscm.formatting import percent
+
 
 def make_progress(console: Console | None = None, transient: bool = False,
                   disable: bool = False) -> Progress:
@@ -30,8 +32,10 @@ def make_progress(console: Console | None = None, transient: bool = False,
 
 
 def format_metrics(values: dict[str, float]) -> str:
-    """`loss 0.123 acc 98.10%`-style text for the bar."""
+    """`loss 0.123 acc 98.10%`-style text for the bar; accuracies (`*acc`, `*acc[model]`) in
+    percent."""
     parts = []
     for key, value in values.items():
-        parts.append(f"{key} {value:.2%}" if key.endswith("acc") else f"{key} {value:.4g}")
+        rate = key.partition("[")[0].endswith("acc")
+        parts.append(f"{key} {percent(value)}" if rate else f"{key} {value:.4g}")
     return " ".join(parts)

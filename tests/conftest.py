@@ -12,6 +12,19 @@ REPO = Path(__file__).resolve().parents[1]
 DATA_ROOT = Path(os.environ.get("AGSCM_DATA", REPO.parent / "shared" / "data"))
 
 
+# Fixtures that train a model, export one to ONNX or decode the CIFAR-10 archive: every test
+# that needs one is marked `slow`, as are the tests that do such work themselves, so that
+# `python -m pytest -m "not slow"` is an inner loop of under a minute (CI runs everything).
+SLOW_FIXTURES = ("tiny_zoo", "mnist_generator", "rgb_model", "cifar_test",
+                 "trained_source", "demo_run")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(name in getattr(item, "fixturenames", ()) for name in SLOW_FIXTURES):
+            item.add_marker(pytest.mark.slow)
+
+
 def _require(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"real data not found at {path} (set AGSCM_DATA to the shared data folder)")
@@ -57,6 +70,14 @@ def tiny_zoo(tmp_path_factory, mnist_dir) -> Path:
                                      train_limit=3000),
                      zoo / "tiny-natural.safetensors", test_limit=500)
     return zoo
+
+
+@pytest.fixture(scope="session")
+def rgb_model(tmp_path_factory) -> Path:
+    """An untrained 3-channel L-inf generator exported to ONNX (no data needed)."""
+    from runtime_helpers import export_random_generator
+
+    return export_random_generator(tmp_path_factory.mktemp("rgb") / "rgb.onnx", 3)
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def source(mnist_dir, tmp_path_factory):
+def trained_source(mnist_dir, tmp_path_factory):
     """A MadryCNN trained for one epoch on 2,000 MNIST digits (a few seconds)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # on a busy 2-core box one thread beats two that stall each other
@@ -36,9 +36,9 @@ def run(*args: str):
     return runner.invoke(app, ["attack", *args])
 
 
-def test_writes_npz_and_summary(source, mnist_dir, tmp_path) -> None:
+def test_writes_npz_and_summary(trained_source, mnist_dir, tmp_path) -> None:
     out = tmp_path / "fgsm.npz"
-    result = run("fgsm", "--source", str(source), "--data", str(mnist_dir), "--limit", "40",
+    result = run("fgsm", "--source", str(trained_source), "--data", str(mnist_dir), "--limit", "40",
                  "--out", str(out))
     assert result.exit_code == 0, result.output
     arrays = np.load(out)
@@ -57,9 +57,9 @@ def test_writes_npz_and_summary(source, mnist_dir, tmp_path) -> None:
     assert not list(tmp_path.glob(".*.tmp"))
 
 
-def test_writes_png_folder(source, mnist_dir, tmp_path) -> None:
+def test_writes_png_folder(trained_source, mnist_dir, tmp_path) -> None:
     out = tmp_path / "pgd"
-    result = run("pgd", "--source", str(source), "--data", str(mnist_dir), "--limit", "12",
+    result = run("pgd", "--source", str(trained_source), "--data", str(mnist_dir), "--limit", "12",
                  "--steps", "3", "--eps", "0.2", "--out", str(out))
     assert result.exit_code == 0, result.output
     clean = load_split(mnist_dir, "test").subset(12)
@@ -80,8 +80,8 @@ def test_writes_png_folder(source, mnist_dir, tmp_path) -> None:
     (["pgd", "--eps", "1.5"], "eps above 1"),
     (["fgsm", "--steps", "3"], "fgsm takes no steps"),
 ])
-def test_bad_arguments_are_one_line_errors(source, mnist_dir, tmp_path, args, message) -> None:
-    result = run(*args, "--source", str(source), "--data", str(mnist_dir), "--limit", "4",
+def test_bad_arguments_are_one_line_errors(trained_source, mnist_dir, tmp_path, args, message) -> None:
+    result = run(*args, "--source", str(trained_source), "--data", str(mnist_dir), "--limit", "4",
                  "--out", str(tmp_path / "x.npz"))
     assert result.exit_code == 1
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1

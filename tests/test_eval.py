@@ -15,10 +15,10 @@ import pytest
 from agscm.attacks.craft import CraftResult
 from agscm.errors import AgscmError
 from agscm.eval.cache import CraftCache
-from agscm.eval.methods import BaselineMethod, GeneratorMethod, MethodSpec, parse_method
-from agscm.eval.report import cell_grid, transfer_markdown, write_transfer
 from agscm.eval.datasets import MNIST
+from agscm.eval.methods import BaselineMethod, GeneratorMethod, MethodSpec, parse_method
 from agscm.eval.reading import standings
+from agscm.eval.report import cell_grid, transfer_markdown, write_transfer
 from agscm.eval.transfer import EvalConfig, TransferResult, collapse, evaluate
 from agscm.train.trainer import SourceSpec, TrainConfig, train_generator
 from agscm.train.zoo import ZooConfig, train_classifier
@@ -118,7 +118,7 @@ def test_bold_marks_the_lowest_accuracy_of_each_group(second) -> None:
     for column, target in enumerate(second.targets, start=2):
         for source in ("tiny-natural", "tiny-adv"):
             group = [row for row in grid if row[0] == source]
-            values = [float(re.sub(r"[*_]", "", row[column])) for row in group]
+            values = [float(re.sub(r"[*_%]", "", row[column])) for row in group]
             bold = [row[column].startswith("**") for row in group]
             assert bold == [value == min(values) for value in values], (source, target)
     assert "**" in transfer_markdown(second)

@@ -103,6 +103,7 @@ def test_variants_report_their_error_and_accuracy_change(mnist_generator: Genera
         assert np.abs(perturber.perturb_array(images) - images).max() <= 0.3 + 1e-3
 
 
+@pytest.mark.slow
 def test_fp16_keeps_the_l2_bound_on_large_images(tmp_path: Path) -> None:
     """ReduceL2 over a 256x256 RGB image sums ~200k squares: past fp16's range, so it stays
     in float32; the fp16 model must still keep ||delta||_2 <= eps."""

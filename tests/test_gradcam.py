@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from pytorch_grad_cam import GradCAM as OracleGradCAM
-from pytorch_grad_cam.utils.image import scale_cam_image
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from oracles import ClassifierOutputTarget, OracleGradCAM, scale_cam_image
 from torch import nn
 
 from agscm.data import load_split

@@ -21,7 +21,6 @@ from PIL import Image
 from runtime_helpers import (
     REPO,
     GeneratorFiles,
-    export_random_generator,
     mnist_pngs,
     run_agscm,
     tree_bytes,
@@ -31,11 +30,6 @@ from typer.testing import CliRunner
 from agscm.cli import app
 from agscm.runtime import images as images_module
 from agscm.runtime.files import TEMP_SUFFIX
-
-
-@pytest.fixture(scope="module")
-def rgb_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_random_generator(tmp_path_factory.mktemp("rgb") / "rgb.onnx", 3)
 
 
 def perturb(*args: str | Path) -> tuple[int, str]:

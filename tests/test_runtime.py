@@ -39,11 +39,6 @@ from agscm.runtime.session import (
 NO_CUDA = CUDA not in ort.get_available_providers()
 
 
-@pytest.fixture(scope="module")
-def rgb_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_random_generator(tmp_path_factory.getbasetemp() / "rgb-linf.onnx", 3)
-
-
 # --- sessions -------------------------------------------------------------------------------
 
 def test_device_cpu_and_auto_choose_available_providers() -> None:
@@ -109,6 +104,7 @@ def test_a_generator_without_metadata_is_refused(mnist_generator: GeneratorFiles
         Perturber(tmp_path / "bare.onnx")
 
 
+@pytest.mark.slow
 def test_unsupported_channel_count_is_refused(tmp_path: Path) -> None:
     path = export_random_generator(tmp_path / "two.onnx", channels=2)
     with pytest.raises(AgscmError, match="2-channel generators are not supported"):

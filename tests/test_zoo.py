@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -57,6 +59,52 @@ def test_registry_resolves_names_and_paths(tiny_zoo) -> None:
     assert rows[0]["name"] == "tiny-natural" and rows[0]["status"] == "done"
 
 
+def _untrained_zoo_model(zoo, name: str, kind: str, data: str, epochs_done: int) -> None:
+    """A checkpoint as `agscm zoo train` writes it, with untrained weights (no training)."""
+    config = ClassifierConfig()
+    tensors = {f"model.{k}": v for k, v in build_classifier(config).state_dict().items()}
+    save_checkpoint(zoo / f"{name}.safetensors", tensors, {
+        "kind": "classifier", "name": name, "model": asdict(config),
+        "train": asdict(ZooConfig(data=data, kind=kind, epochs=12)), "classes": list("0123456789"),
+        "epoch": epochs_done, "history": [{"test_acc": 0.9876}] * epochs_done})
+
+
+@pytest.mark.parametrize("width, shown, dropped", [
+    (80, ["98.76%", "3/12", "partial"], ["/a/long"]),  # data would not fit: it goes
+    (50, ["natural", "secret"], ["98.76%", "madry-cnn"]),
+    (200, ["98.76%", "madry-cnn", "/a/long/path/to/the/shared/data/mnist"], []),
+])
+def test_zoo_list_prints_whole_names_in_a_narrow_terminal(tmp_path, width: int, shown: list[str],
+                                                          dropped: list[str]) -> None:
+    names = ["mnist-sample-natural", "cifar10-jpeg-secret-seed-7", "mnist-adv"]
+    for name, kind in zip(names, ("natural", "secret", "adv"), strict=True):
+        _untrained_zoo_model(tmp_path, name, kind, "/a/long/path/to/the/shared/data/mnist", 12)
+    _untrained_zoo_model(tmp_path, "partial-one", "natural", "mnist-sample", 3)
+    result = CliRunner().invoke(app, ["zoo", "list", "--zoo", str(tmp_path)],
+                                env={"COLUMNS": str(width)})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= width
+    for name in [*names, "partial-one"]:
+        assert any(f"│ {name} " in line for line in lines), (name, result.output)
+    assert all(text in result.output for text in shown)
+    assert not any(text in result.output for text in dropped)
+    assert "…" not in result.output
+
+
+def test_zoo_list_of_an_empty_folder_says_how_to_fill_it(tmp_path) -> None:
+    result = CliRunner().invoke(app, ["zoo", "list", "--zoo", str(tmp_path)])
+    assert result.exit_code == 0
+    assert f"no models in {tmp_path}; make one with: agscm zoo train DATA --zoo {tmp_path}" in (
+        " ".join(result.output.split()))
+
+
+def test_a_missing_model_names_the_command_that_makes_it(tmp_path) -> None:
+    with pytest.raises(AgscmError, match=r"no model 'mnist-adv' in .* \(known: none\); make it "
+                                         r"with: agscm zoo train DATA --kind adv --name mnist-adv"):
+        resolve_model_path("mnist-adv", tmp_path)
+
+
 def test_corrupt_and_foreign_checkpoints_are_one_line_errors(tmp_path) -> None:
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(b"garbage that is not safetensors")
@@ -66,6 +114,7 @@ def test_corrupt_and_foreign_checkpoints_are_one_line_errors(tmp_path) -> None:
         load_classifier(tmp_path / "missing.safetensors")
 
 
+@pytest.mark.slow
 def test_adversarial_training_resumes_and_hardens(mnist_dir, tmp_path) -> None:
     config = ZooConfig(data=str(mnist_dir), kind="adv", epochs=1, train_limit=1500)
     path = train_classifier(config, tmp_path / "adv.safetensors", test_limit=300)
@@ -85,6 +134,7 @@ def test_adversarial_training_resumes_and_hardens(mnist_dir, tmp_path) -> None:
     assert (model(adversarial).argmax(1) == labels).float().mean() > 0.05
 
 
+@pytest.mark.slow
 def test_cli_zoo_train_list_and_errors(mnist_dir, tmp_path) -> None:
     runner = CliRunner()
     zoo = str(tmp_path / "zoo")

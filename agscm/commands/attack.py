@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import numpy as np
 import typer
 
+from agscm.commands.options import TorchDevice
 from agscm.commands.zoo import ZooDir
 from agscm.errors import AgscmError, one_line_errors
 
@@ -41,7 +42,7 @@ def attack(
              "\\[default: runs/attack/<source>-<method>.npz].")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per attack batch.")] = 250,
     zoo_dir: ZooDir = None,
-    device: Annotated[str, typer.Option(help="torch device: cpu or cuda.")] = "cpu",
+    device: TorchDevice = "auto",
     seed: Annotated[int, typer.Option(help="Seed for random starts.")] = 0,
 ) -> None:
     """Craft adversarial images with a baseline and report the source model's accuracy on them.

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from agscm.commands.options import TorchDevice
 from agscm.errors import AgscmError, one_line_errors
 
 if TYPE_CHECKING:
@@ -24,19 +25,22 @@ def demo(
              "set the demo uses the first few thousand images (a class-mixed sample).")
     ] = "mnist-sample",
     quick: Annotated[bool, typer.Option(
-        "--quick", help="Under 2 minutes on 2 CPU cores instead of under 5 (what CI runs).")
+        "--quick", help="A smaller budget, 200 test images instead of 1,000 (what the tests "
+                        "run): 2-3 minutes on 2 busy CPU cores instead of 4-11.")
     ] = False,
     threads: Annotated[int, typer.Option(
         envvar="AGSCM_THREADS", show_envvar=False,
         help="CPU threads for PyTorch and onnxruntime (0: one per core; also read from "
              "$AGSCM_THREADS). The demo's models are tiny: on a shared 2-core machine one "
              "thread ran it 3-6x faster than two.")] = 1,
-    device: Annotated[str, typer.Option(help="torch device: cpu or cuda.")] = "cpu",
+    device: TorchDevice = "auto",
 ) -> None:
-    """The whole story in one run: train a small zoo (natural + adversarially trained), train an
-    AEG-GC generator against the natural model, export it to ONNX and verify it, perturb a
-    folder of held-out test images with the torch-free runtime (`agscm perturb`), print a
-    transfer table (AEG-GC vs PGD vs ATA) and draw demo.png (clean / adversarial /
+    """The whole story offline in minutes, ending in a transfer table and demo.png.
+
+    Trains a small zoo (natural + adversarially trained), trains an AEG-GC generator against
+    the natural model, exports it to ONNX and verifies it, perturbs a folder of held-out test
+    images with the torch-free runtime (`agscm perturb`), prints a transfer table (AEG-GC vs
+    PGD vs ATA, with random noise as the floor) and draws demo.png (clean / adversarial /
     perturbation / Grad-CAM maps). Rerunning into the same folder reuses finished stages.
 
     Example: agscm demo --quick --out runs/demo-quick
@@ -61,22 +65,29 @@ def _print_summary(result: DemoResult) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from agscm.demo.pipeline import METHODS
+    from agscm.demo.pipeline import ATTACKS, FLOOR
+    from agscm.formatting import percent
 
     console = Console()
     transfer, paths = result.transfer, result.paths
-    table = Table(title=f"target accuracy on {transfer.images} adversarial test images, L-inf "
+    targets = (result.natural, result.adv)
+    table = Table(title=f"accuracy on the first {transfer.images} test images, attacked at L-inf "
                         f"eps {transfer.eps:.3g} (lower = stronger attack)")
     table.add_column("method")
     table.add_column(f"{result.natural}\n(white-box)", justify="right")
     table.add_column(f"{result.adv}\n(transfer)", justify="right")
-    table.add_row("no attack", *(f"{transfer.clean_accuracy[name]:.2%}"
-                                 for name in (result.natural, result.adv)), end_section=True)
-    for method in METHODS:
-        cells = [transfer.cell(result.natural, method, target)
-                 for target in (result.natural, result.adv)]
-        table.add_row(method, *(f"{cell.accuracy:.2%}" if cell else "-" for cell in cells))
+    table.add_row("no attack", *(percent(transfer.clean_accuracy[name]) for name in targets))
+    for method, label in ((FLOOR, f"{FLOOR} (floor)"), *((m, m) for m in ATTACKS)):
+        cells = [transfer.cell(result.natural, method, target) for target in targets]
+        table.add_row(label, *(percent(cell.accuracy) if cell else "-" for cell in cells),
+                      end_section=method == FLOOR)
     console.print(table)
+    console.print(
+        f"Every attack crafted its images against {result.natural} alone. White-box: that "
+        f"model's own accuracy on them; transfer: the accuracy of {result.adv}, an "
+        f"adversarially trained model the attacks never saw. {FLOOR} (floor): each pixel moved "
+        "by +-eps at random, what an attack that learned nothing achieves.", highlight=False)
+    console.print(f"[bold]Reading:[/] {result.reading}", highlight=False)
     rows = [(paths.zoo, f"the classifiers (agscm zoo list --zoo {paths.zoo})"),
             (paths.checkpoint, "the generator's PyTorch checkpoint"),
             (paths.onnx, "the generator as ONNX, verified against PyTorch"),
@@ -91,9 +102,13 @@ def _print_summary(result: DemoResult) -> None:
         console.print(f"  {path}{'/' if path.is_dir() else ''}  {text}", markup=False,
                       highlight=False)
     onnx = shlex.quote(str(paths.onnx))
+    images = result.images
     console.print("\n[bold]next[/]:")
-    for line in (f"agscm perturb <your folder> out/ --model {onnx}", f"agscm info {onnx}",
-                 transfer.config.command()):
+    for line in (f"agscm perturb <folder of {images.colour} images> out/ --model {onnx}",
+                 f"    (the generator learned on {images}; "
+                 + ("colour images come out grey)" if images.channels == 1 else
+                    "grey images are perturbed as RGB)"),
+                 f"agscm info {onnx}", transfer.config.command()):
         console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
 
 

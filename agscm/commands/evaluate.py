@@ -9,10 +9,9 @@ from typing import Annotated, Any, get_type_hints
 
 import typer
 
+from agscm.commands.options import TorchDevice, resolve_torch_device
 from agscm.commands.zoo import ZooDir
 from agscm.errors import AgscmError, one_line_errors
-
-Device = Annotated[str, typer.Option(help="torch device: cpu or cuda.")]
 
 
 def parse_lambdas(text: str) -> list[float]:
@@ -54,7 +53,7 @@ def evaluate(
                                            "store nothing.")] = False,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for transfer.md, .csv and "
                                       ".json.")] = Path("runs/eval"),
-    device: Device = "cpu",
+    device: TorchDevice = "auto",
 ) -> None:
     """Transfer table: craft each source x method set once, score it on every target.
 
@@ -109,7 +108,7 @@ def sweep(
     limit: Annotated[int | None, typer.Option(
         help="Images scored \\[default: all of the split].")] = None,
     eval_batch_size: Annotated[int, typer.Option(help="Images per scoring batch.")] = 250,
-    device: Device = "cpu",
+    device: TorchDevice = "auto",
 ) -> None:
     """Lambda sweep (the paper's Figure 3): one generator per lambda, success on the target.
 
@@ -131,9 +130,9 @@ def sweep(
     typer.echo("wrote " + ", ".join(str(p) for p in write_sweep(result, folder)))
 
 
-reproduce_app = typer.Typer(
-    help="Reproduce the paper's tables on our own zoo, end to end (every stage resumes).\n\n"
-         "Example: agscm reproduce mnist --quick", no_args_is_help=True)
+reproduce_app = typer.Typer(help="Reproduce the paper's tables on our own zoo, end to end.\n\n"
+                                 "Example: agscm reproduce mnist --quick",
+                            no_args_is_help=True)
 
 
 def _reproduce(
@@ -170,7 +169,9 @@ def _reproduce(
         help="Epochs per sweep lambda \\[default: 2].")] = None,
     sweep_train_limit: Annotated[int | None, typer.Option(
         help="Training images per sweep lambda \\[default: 20,000].")] = None,
-    device: Annotated[str | None, typer.Option(help="torch device: cpu or cuda.")] = None,
+    device: Annotated[str | None, typer.Option(
+        help="torch device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N "
+             "\\[default: auto].")] = None,
     jobs: Annotated[int | None, typer.Option(
         help="Models trained at once, one process each (zoo, sweep, generators) "
              "\\[default: 1].")] = None,
@@ -188,6 +189,7 @@ def _reproduce(
         "jobs": jobs}
     changes = {key: str(value) if isinstance(value, Path) else value
                for key, value in given.items() if value is not None}
+    changes["device"] = resolve_torch_device(device or "auto")  # the command line keeps `given`
     folder = {"work_dir": str(work)} if work else {}
     budget = (Budget.quick(spec, **folder, **changes) if quick
               else Budget(**changes, **folder))

@@ -103,7 +103,7 @@ def perturb(
 @one_line_errors
 def info(
     model: Annotated[Path, typer.Argument(help="Generator ONNX file (agscm export).")],
-    device: Device = "cpu",
+    device: Device = "auto",
 ) -> None:
     """Print a generator's metadata, its inputs and outputs, and the available providers.
 
@@ -115,7 +115,15 @@ def info(
     from rich.console import Console
     from rich.table import Table
 
+    from agscm.formatting import rounded
     from agscm.runtime import GeneratorModel
+
+    def readable(value: str) -> str:  # numbers in a metadata string, rounded for people
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return value
+        return value if isinstance(parsed, str) else json.dumps(rounded(parsed))
 
     generator = GeneratorModel(model, device=device)
     console = Console()
@@ -123,7 +131,7 @@ def info(
     props = generator.session.get_modelmeta().custom_metadata_map
     for key, value in sorted(props.items()):
         if key != "config":
-            table.add_row(key, value)
+            table.add_row(key, readable(value))
     for kind, values in (("input", generator.session.get_inputs()),
                          ("output", generator.session.get_outputs())):
         for value in values:
@@ -131,8 +139,8 @@ def info(
     table.add_row("providers", f"{', '.join(onnxruntime.get_available_providers())} "
                                f"(session: {generator.provider})")
     console.print(table)
-    console.print("config:", json.dumps(generator.metadata.config, indent=1, sort_keys=True),
-                  markup=False, highlight=False)
+    console.print("config:", json.dumps(rounded(generator.metadata.config), indent=1,
+                                        sort_keys=True), markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from agscm.commands.options import TorchDevice
 from agscm.errors import AgscmError, one_line_errors
 
 
@@ -76,7 +77,7 @@ def train(
         help="Use only the first N training images.")] = None,
     val_limit: Annotated[int, typer.Option(help="Validation images per epoch.")] = 1000,
     resume: Annotated[bool, typer.Option(help="Continue an existing --out checkpoint.")] = False,
-    device: Annotated[str, typer.Option(help="torch device: cpu or cuda.")] = "cpu",
+    device: TorchDevice = "auto",
 ) -> None:
     """Train a generator: AEG-GC as published (--recipe paper) or the transfer recipe.
 

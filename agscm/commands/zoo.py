@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from agscm.commands.options import TorchDevice
 from agscm.errors import one_line_errors
 
-zoo_app = typer.Typer(help="Train and list the classifier zoo (natural, adv, secret).",
+if TYPE_CHECKING:
+    from rich.table import Table
+
+zoo_app = typer.Typer(help="Train and list the classifier zoo (natural, adv, secret).\n\n"
+                           "Example: agscm zoo train ../shared/data/mnist --kind natural --zoo "
+                           "runs/zoo",
                       no_args_is_help=True)
 
 ZooDir = Annotated[Path | None, typer.Option(
@@ -44,18 +50,20 @@ def train(
     eps: Annotated[float | None, typer.Option(
         help="Adversarial training budget \\[default: 0.3 grey, 8/255 colour].")] = None,
     adv_method: Annotated[str, typer.Option(
-        help="pgd, or fgsm-rs (fast, but can collapse; see docs/RESULTS.md).")] = "pgd",
+        help="pgd (Madry's PGD training) or fgsm-rs (single step: faster, but it collapsed on "
+             "MNIST at eps 0.3, see docs/RESULTS.md; each epoch's PGD-10 accuracy shows it).")
+    ] = "pgd",
     adv_steps: Annotated[int, typer.Option(help="PGD steps (with --adv-method pgd).")] = 7,
     eps_warmup_epochs: Annotated[int, typer.Option(help="Epochs to ramp eps up.")] = 1,
     seed: Annotated[int | None, typer.Option(
         help="Seed \\[default: 0 natural, 1 adv, 2 secret].")] = None,
     train_limit: Annotated[int | None, typer.Option(
         help="Use only the first N training images.")] = None,
-    device: Annotated[str, typer.Option(help="torch device: cpu or cuda.")] = "cpu",
+    device: TorchDevice = "auto",
 ) -> None:
     """Train (or resume) one zoo model.
 
-    Example: agscm zoo train ../shared/data/mnist --kind adv --epochs 5 --zoo runs/zoo
+    Example: agscm zoo train ../shared/data/mnist --kind adv --adv-steps 7 --zoo runs/zoo
     """
     from agscm.data.registry import dataset_tag
     from agscm.models.registry import SUFFIX, default_zoo_dir
@@ -77,26 +85,58 @@ def train(
 def list_(zoo_dir: ZooDir = None) -> None:
     """List the models in the zoo folder.
 
+    Names are printed whole (they are what --source takes); on a narrow terminal the other
+    columns wrap, and the last ones are left out when even that does not fit.
+
     Example: agscm zoo list --zoo runs/zoo
     """
     from rich.console import Console
-    from rich.table import Table
 
     from agscm.models.registry import default_zoo_dir, list_models
 
     folder = zoo_dir or default_zoo_dir()
     rows = list_models(folder)
     if not rows:
-        typer.echo(f"no models in {folder}")
+        typer.echo(f"no models in {folder}; make one with: agscm zoo train DATA --zoo {folder}")
         return
-    table = Table(title=f"zoo: {folder}")
-    for column in ("name", "zoo_kind", "arch", "data", "epochs", "test_acc", "status"):
-        table.add_column(column)
-    for row in rows:
-        acc = row.get("test_acc")
-        table.add_row(*(str(row.get(c, "")) for c in ("name", "zoo_kind", "arch", "data", "epochs")),
-                      f"{acc:.2%}" if isinstance(acc, float) else "", row["status"])
-    Console().print(table)
+    console = Console()
+    console.print(_zoo_table(folder, rows, console.width))
+
+
+# (header, row key), given up from the end when the terminal is too narrow; only `data` wraps
+ZOO_COLUMNS = (("name", "name"), ("kind", "zoo_kind"), ("accuracy", "test_acc"),
+               ("epochs", "epochs"), ("status", "status"), ("arch", "arch"), ("data", "data"))
+FOLDED_MIN = 12  # the narrowest the wrapped `data` column gets
+
+
+def _zoo_table(folder: Path, rows: list[dict[str, Any]], width: int) -> Table:
+    """The most columns of ZOO_COLUMNS that fit `width` with every name whole."""
+    from rich.table import Table
+
+    from agscm.formatting import percent
+
+    def cell(row: dict[str, Any], key: str) -> str:
+        value = row.get(key)
+        if key == "test_acc":
+            return percent(value) if isinstance(value, float) else ""
+        return "" if value is None else str(value)
+
+    cells = [[cell(row, key) for _, key in ZOO_COLUMNS] for row in rows]
+    widths = [max(len(header), *(len(row[i]) for row in cells))
+              for i, (header, _) in enumerate(ZOO_COLUMNS)]
+    widths[-1] = min(widths[-1], max(FOLDED_MIN, len(ZOO_COLUMNS[-1][0])))
+    count = len(ZOO_COLUMNS)
+    while count > 1 and sum(widths[:count]) + 3 * count + 1 > width:  # borders and padding
+        count -= 1
+    table = Table(title=f"zoo: {folder}", title_justify="left",
+                  caption="accuracy: clean test accuracy after the last epoch" if count > 2 else None,
+                  caption_justify="left")
+    for index, (header, _) in enumerate(ZOO_COLUMNS[:count]):
+        folds = index == len(ZOO_COLUMNS) - 1
+        table.add_column(header, min_width=widths[index], no_wrap=not folds, overflow="fold")
+    for row in cells:
+        table.add_row(*row[:count])
+    return table
 
 
 def register(app: typer.Typer) -> None:

@@ -3,7 +3,9 @@
 Stages: (1) a small zoo, natural and adv, in <out>/zoo; (2) an AEG-GC generator against the
 natural model; (3) its ONNX export, verified against PyTorch; (4) held-out test images as a
 PNG folder; (5) that folder perturbed by `agscm perturb` in a subprocess (the torch-free
-runtime); (6) the transfer table, AEG-GC (run from the ONNX file) vs PGD and ATA; (7) demo.png.
+runtime); (6) the transfer table, AEG-GC (run from the ONNX file) vs PGD and ATA, with random
+noise of the same eps as the floor, and its one-line reading; (7) demo.png. Every accuracy the
+demo reports is measured on one set: the first `test_images` test images.
 `<out>/demo.json` records the settings: a rerun with the same ones reuses every finished stage
 (checkpoints resume, crafted sets come from <out>/cache, outputs that exist are skipped); a run
 with other settings first removes what the earlier demo wrote.
@@ -24,32 +26,38 @@ import numpy as np
 from rich.console import Console
 
 from agscm import __version__
+from agscm.attacks.noise import RandomNoise
 from agscm.data import load_split
 from agscm.data.registry import dataset_tag
 from agscm.demo.figure import draw, explain
 from agscm.demo.folders import Sample, read_outputs, read_pixels, run_perturb, write_samples
+from agscm.demo.reading import transfer_reading
 from agscm.errors import AgscmError
 from agscm.eval.cache import data_identity
 from agscm.eval.methods import GENERATOR_METHOD
 from agscm.eval.report import write_json, write_transfer
 from agscm.eval.transfer import EvalConfig, TransferResult, evaluate
 from agscm.export.pipeline import export_checkpoint
+from agscm.formatting import percent
 from agscm.models.registry import SUFFIX, list_models, load_classifier
 from agscm.train.trainer import SourceSpec, TrainConfig, log_path, train_generator
 from agscm.train.zoo import ZooConfig, train_classifier
 
-METHODS = (GENERATOR_METHOD, "pgd", "ata")
+ATTACKS = (GENERATOR_METHOD, "pgd", "ata")
+FLOOR = RandomNoise.name  # every pixel +-eps at random: what an attack that learned nothing does
+METHODS = (*ATTACKS, FLOOR)
 
 
 @dataclass
 class DemoBudget:
     """What the demo spends; the limits count images, so any data set costs about the same.
 
-    On mnist-sample and 2 busy CPU cores the default took 2-5 minutes, `quick()` 1-2.
+    On mnist-sample and 2 busy CPU cores the default took 4-11 minutes (11 at a load average of
+    10), `quick()` 2-3.
     """
 
+    test_images: int = 1000  # the one evaluation set: zoo, generator and table accuracies
     zoo_train_limit: int | None = 4000
-    zoo_test_limit: int | None = 1000
     zoo_batch_size: int = 64
     natural_epochs: int = 3
     adv_epochs: int = 5
@@ -61,8 +69,6 @@ class DemoBudget:
     width: int = 8
     residual_blocks: int = 2
     lambda_gradcam: float = 0.5
-    val_limit: int = 500
-    eval_limit: int | None = 1000  # test images in the transfer table
     samples: int = 100  # test images written as PNG and perturbed
     figure_rows: int = 6
 
@@ -70,9 +76,9 @@ class DemoBudget:
     def quick(cls) -> DemoBudget:
         """Every stage in a minute or two; the natural model still tops 90% clean accuracy and
         the generator still fools it on most images."""
-        return cls(zoo_train_limit=2000, zoo_batch_size=32, natural_epochs=2, adv_epochs=2,
-                   adv_warmup_epochs=1, generator_train_limit=2000, generator_epochs=2,
-                   generator_batch_size=32, generator_lr=2e-3, val_limit=200, eval_limit=200)
+        return cls(test_images=200, zoo_train_limit=2000, zoo_batch_size=32, natural_epochs=2,
+                   adv_epochs=2, adv_warmup_epochs=1, generator_train_limit=2000,
+                   generator_epochs=2, generator_batch_size=32, generator_lr=2e-3)
 
 
 @dataclass(frozen=True)
@@ -123,12 +129,30 @@ class DemoPaths:
                 self.stamp]
 
 
+@dataclass(frozen=True)
+class ImageKind:
+    """The images of a data set: name, channels and (height, width)."""
+
+    dataset: str
+    channels: int
+    size: tuple[int, int]
+
+    @property
+    def colour(self) -> str:
+        return "grey" if self.channels == 1 else "colour"
+
+    def __str__(self) -> str:
+        return f"{self.colour} {self.size[0]}x{self.size[1]} {self.dataset} images"
+
+
 @dataclass
 class DemoResult:
     paths: DemoPaths
     natural: str
     adv: str
     transfer: TransferResult
+    reading: str  # the transfer column in one sentence, generated from the numbers
+    images: ImageKind  # what the generator learned on, so what `agscm perturb` should get
     perturbed: int
     max_linf: float
     seconds: dict[str, float] = field(default_factory=dict)
@@ -181,8 +205,9 @@ def run_demo(data: str, out: Path, budget: DemoBudget, device: str = "cpu",
     with _stage(console, seconds, "zoo"):
         natural, adv = _train_zoo(data, paths, budget, device)
         accuracy = {row["name"]: row["test_acc"] for row in list_models(paths.zoo)}
-        console.print(", ".join(f"{name}: clean test accuracy {accuracy[name]:.2%}"
-                                for name in (natural, adv)))
+        console.print(", ".join(f"{name}: clean accuracy {percent(accuracy[name])}"
+                                for name in (natural, adv))
+                      + f" (the first {budget.test_images} test images)")
     with _stage(console, seconds, "generator"):
         _train_generator(data, paths, budget, natural, device, console)
     with _stage(console, seconds, "export"):
@@ -200,14 +225,26 @@ def run_demo(data: str, out: Path, budget: DemoBudget, device: str = "cpu",
         transfer = evaluate(EvalConfig(
             data=data, sources=[natural], targets=[natural, adv], methods=list(METHODS),
             generators={natural: [str(paths.onnx)]}, zoo_dir=str(paths.zoo),
-            limit=budget.eval_limit, cache_dir=str(paths.cache), device=device),
+            limit=budget.test_images, cache_dir=str(paths.cache), device=device),
             console=console)
         write_transfer(transfer, paths.out, stem="table")
+        reading = _reading(transfer, natural, adv)
     with _stage(console, seconds, "figure"):
         _figure(paths, natural, samples, clean, adversarial, test.classes, transfer.eps,
                 budget.figure_rows)
-    write_json(paths.stamp, {"settings": settings(data, budget), "seconds": seconds})
-    return DemoResult(paths, natural, adv, transfer, len(samples), max_linf, seconds)
+    write_json(paths.stamp, {"settings": settings(data, budget), "seconds": seconds,
+                             "reading": reading})
+    images = ImageKind(dataset_tag(data), test.channels, (test.size[0], test.size[1]))
+    return DemoResult(paths, natural, adv, transfer, reading, images, len(samples), max_linf,
+                      seconds)
+
+
+def _reading(transfer: TransferResult, source: str, target: str) -> str:
+    """`transfer_reading` of the attacks' accuracies on `target`, against the noise floor."""
+    cells = {method: transfer.cell(source, method, target) for method in METHODS}
+    floor = cells.pop(FLOOR)
+    assert floor is not None, "the demo always crafts the noise floor"
+    return transfer_reading(target, {m: c.accuracy for m, c in cells.items() if c}, floor.accuracy)
 
 
 STAGE_TITLES = {"zoo": "zoo: a natural and an adversarially trained classifier",
@@ -215,7 +252,7 @@ STAGE_TITLES = {"zoo": "zoo: a natural and an adversarially trained classifier",
                 "export": "ONNX export, verified against PyTorch",
                 "samples": "held-out test images as PNG files",
                 "perturb": "perturb the folder with the torch-free runtime (agscm perturb)",
-                "table": "transfer table: AEG-GC vs PGD vs ATA",
+                "table": "transfer table: AEG-GC vs PGD vs ATA, and the noise floor",
                 "figure": "figure: clean / adversarial / perturbation / Grad-CAM"}
 
 
@@ -236,7 +273,7 @@ def _train_zoo(data: str, paths: DemoPaths, budget: DemoBudget, device: str) -> 
                            eps_warmup_epochs=budget.adv_warmup_epochs,
                            train_limit=budget.zoo_train_limit)
         train_classifier(config, paths.zoo / f"{name}{SUFFIX}", device=device,
-                         test_limit=budget.zoo_test_limit)
+                         test_limit=budget.test_images)
         names.append(name)
     return names[0], names[1]
 
@@ -248,11 +285,12 @@ def _train_generator(data: str, paths: DemoPaths, budget: DemoBudget, natural: s
                          epochs=budget.generator_epochs, batch_size=budget.generator_batch_size,
                          lr=budget.generator_lr, width=budget.width,
                          residual_blocks=budget.residual_blocks,
-                         train_limit=budget.generator_train_limit, val_limit=budget.val_limit,
+                         train_limit=budget.generator_train_limit, val_limit=budget.test_images,
                          device=device)
     last = train_generator(config, resume=True).meta["history"][-1]
     console.print(f"{paths.checkpoint}: {natural} accuracy on its images "
-                  f"{last[f'val_acc[{natural}]']:.2%} (first {budget.val_limit} validation images)")
+                  f"{percent(last[f'val_acc[{natural}]'])} (the first {budget.test_images} "
+                  "validation images, held out from its training images)")
 
 
 def _export(data: str, paths: DemoPaths, console: Console) -> None:

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 
 from agscm.eval.datasets import PAPER_COLUMNS, Paper
 from agscm.eval.methods import GENERATOR_METHOD, generator_label
-from agscm.eval.report import markdown_table, number
+from agscm.eval.report import markdown_table
 from agscm.eval.sweep import SweepResult
 from agscm.eval.transfer import Cell, TransferResult
+from agscm.formatting import percent
 
 if TYPE_CHECKING:
     from agscm.eval.reproduce import Plan
@@ -61,8 +62,8 @@ def standings(result: TransferResult, label: str) -> list[Standing]:
 
 def _cell_text(standing: Standing) -> str:
     best = min(standing.rivals, key=lambda c: c.accuracy)
-    return (f"{standing.cell.source} -> {standing.cell.target} ({number(standing.cell.accuracy)} "
-            f"vs {best.method} {number(best.accuracy)})")
+    return (f"{standing.cell.source} -> {standing.cell.target} ({percent(standing.cell.accuracy)} "
+            f"vs {best.method} {percent(best.accuracy)})")
 
 
 def generator_reading(result: TransferResult, label: str, name: str) -> list[str]:
@@ -77,7 +78,7 @@ def generator_reading(result: TransferResult, label: str, name: str) -> list[str
             f"of {len(rows)} black-box cells**; it beats {versus} (of {len(rows)}).",
             f"{name}: cells where it is not lowest: " + ("; ".join(lost) if lost else "none")
             + f". Its worst collapse (share of images sent to one wrong class): "
-            f"{number(collapse)}."]
+            f"{percent(collapse)}."]
 
 
 def reading(result: TransferResult, plan: Plan, sweep: SweepResult) -> list[str]:
@@ -88,7 +89,7 @@ def reading(result: TransferResult, plan: Plan, sweep: SweepResult) -> list[str]
     white = [c for c in result.cells if c.source == natural and c.target == natural]
     if white:
         lines.append(f"White-box on {natural}: " + ", ".join(
-            f"{c.method} {number(c.accuracy)}" for c in white) + ".")
+            f"{c.method} {percent(c.accuracy)}" for c in white) + ".")
     lines.append(_sweep_reading(sweep))
     return lines
 
@@ -104,8 +105,9 @@ def verdicts(result: TransferResult, plan: Plan) -> list[str]:
     spec = plan.spec
     floor_rows = robust_rows if spec.floor_cells == "robust" else rows
     margins = [(s, s.floor_margin()) for s in floor_rows]
-    short = [f"{s.cell.source} -> {s.cell.target} ({m:+.4f})" for s, m in margins
-             if m is None or m < spec.floor_margin]
+    short = [f"{s.cell.source} -> {s.cell.target} "
+             + (f"({100 * m:+.2f} points)" if m is not None else "(no noise row)")
+             for s, m in margins if m is None or m < spec.floor_margin]
     lines = [
         _verdict(all(s.lowest for s in natural_rows),
                  f"lowest of all methods in every black-box cell with a natural target: "
@@ -124,12 +126,12 @@ def verdicts(result: TransferResult, plan: Plan) -> list[str]:
     if mine and pgd:
         strongest = min(pgd, key=lambda c: c.accuracy)
         lines.append(_verdict(mine.accuracy <= strongest.accuracy,
-                              f"white-box against {adv}: {number(mine.accuracy)} vs "
-                              f"{strongest.method} {number(strongest.accuracy)}"))
+                              f"white-box against {adv}: {percent(mine.accuracy)} vs "
+                              f"{strongest.method} {percent(strongest.accuracy)}"))
     collapse = max(c.collapse for c in result.cells if c.method == TRANSFER_LABEL)
     lines.append(_verdict(collapse <= COLLAPSE_BAR, f"most common wrong class at most "
                                                    f"{COLLAPSE_BAR:.0%} of images: worst "
-                                                   f"{number(collapse)}"))
+                                                   f"{percent(collapse)}"))
     return lines
 
 
@@ -142,9 +144,9 @@ def _sweep_reading(sweep: SweepResult) -> str:
     zero = next((r for r in sweep.rows if r.lambda_gradcam == 0), None)
     assert best is not None
     text = (f"Lambda sweep {sweep.source} -> {sweep.target} (validation split): success peaks "
-            f"at lambda {best.lambda_gradcam:g} ({number(best.success_rate)})")
+            f"at lambda {best.lambda_gradcam:g} ({percent(best.success_rate)})")
     if zero is not None:
-        text += f"; without the Grad-CAM term (lambda 0) it is {number(zero.success_rate)}"
+        text += f"; without the Grad-CAM term (lambda 0) it is {percent(zero.success_rate)}"
     return text + "."
 
 
@@ -172,6 +174,6 @@ def paper_table(paper: Paper) -> str:
     for source, methods in paper.items():
         lowest = [min(values[i] for values in methods.values()) for i in range(len(PAPER_COLUMNS))]
         for method, values in methods.items():
-            rows.append([source, method, *(f"**{v:.4f}**" if v == low else f"{v:.4f}"
+            rows.append([source, method, *(f"**{percent(v)}**" if v == low else percent(v)
                                            for v, low in zip(values, lowest, strict=True))])
     return markdown_table(["source", "method", *PAPER_COLUMNS], rows)

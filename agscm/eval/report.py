@@ -12,6 +12,7 @@ from typing import Any
 
 from agscm.eval.sweep import SweepResult
 from agscm.eval.transfer import Cell, TransferResult
+from agscm.formatting import percent
 from agscm.runtime.files import atomic_path
 
 
@@ -46,6 +47,7 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def number(value: float) -> str:
+    """Measured sizes (L-inf); rates are `percent`."""
     return f"{value:.4f}"
 
 
@@ -69,12 +71,12 @@ def cell_grid(result: TransferResult, value: Callable[[Cell], float],
             if cell is None:
                 row.append("")
                 continue
-            text = number(value(cell))
+            text = percent(value(cell))
             text = f"_{text}_" if cell.white_box else text
             group = groups[(source, target)]
             text = f"**{text}**" if len(group) > 1 and value(cell) == best(group) else text
             known = reference(cell) if reference else None
-            row.append(text if known is None else f"{text} ({number(known)})")
+            row.append(text if known is None else f"{text} ({percent(known)})")
         grid.append(row)
     return grid
 
@@ -87,7 +89,7 @@ def transfer_sections(result: TransferResult, reference: Reference | None = None
               "the source, or one of the models the generator was trained against). **Bold**: "
               "the best method for that source and target.")
     clean = markdown_table(["model", "clean accuracy"],
-                           [[name, number(acc)] for name, acc in result.clean_accuracy.items()])
+                           [[name, percent(acc)] for name, acc in result.clean_accuracy.items()])
     sizes = markdown_table(
         ["source", "method", "mean L-inf", "max L-inf", "mean L2", "crafting images/s",
          "from cache"],
@@ -143,8 +145,8 @@ def sweep_table(result: SweepResult) -> str:
     """One row per lambda: success on the target (bold: the highest) and on the source."""
     best = result.best()
     rows = [[f"{row.lambda_gradcam:g}",
-             f"**{number(row.success_rate)}**" if row is best else number(row.success_rate),
-             number(row.target_accuracy), number(row.source_success_rate),
+             f"**{percent(row.success_rate)}**" if row is best else percent(row.success_rate),
+             percent(row.target_accuracy), percent(row.source_success_rate),
              number(row.mean_linf), f"{row.mean_l2:.3f}", str(row.epochs)]
             for row in result.rows]
     return markdown_table(["lambda", f"success on {result.target}",
@@ -160,9 +162,9 @@ def sweep_markdown(result: SweepResult, plot_name: str) -> str:
         f"Each lambda trains its own generator ({epochs_text(config.epochs)} on "
         f"{config.train_limit or 'all'} training images). Success rate: the share of the images "
         f"a model classified correctly when clean that it misclassifies after the generator "
-        f"(first {result.images} images of the {config.split} split; clean accuracy {result.source} "
-        f"{number(result.source_clean_accuracy)}, {result.target} "
-        f"{number(result.target_clean_accuracy)}).",
+        f"(first {result.images} images of the {config.split} split; clean accuracy "
+        f"{result.source} {percent(result.source_clean_accuracy)}, {result.target} "
+        f"{percent(result.target_clean_accuracy)}).",
         sweep_table(result),
         f"![success rate vs lambda]({plot_name})"]) + "\n"
 

@@ -9,7 +9,10 @@ opset 18: its converter down to 17 has no adapter for Pad.
 
 from __future__ import annotations
 
+import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import onnx
@@ -21,6 +24,10 @@ from agscm.errors import AgscmError
 from agscm.models.generator import Generator
 
 EXPORT_OPSET = max(OPSET, 18)
+# torch.onnx logs one warning per torchvision op it cannot register when torchvision is absent;
+# a generator uses no torchvision op, and agscm does not need torchvision.
+_REGISTRATION_LOGGER = "torch.onnx._internal.exporter._registration"
+_TORCHVISION_ABSENT = "torchvision is not installed"
 
 
 class ContractModule(nn.Module):
@@ -49,13 +56,28 @@ def check(model: onnx.ModelProto, what: str) -> None:
         raise AgscmError(f"{what}: the ONNX checker rejected the graph ({exc})") from None
 
 
+@contextmanager
+def _without_torchvision_notes() -> Iterator[None]:
+    """Drop torch.onnx's "torchvision is not installed" warnings; its other records pass."""
+    logger = logging.getLogger(_REGISTRATION_LOGGER)
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_TORCHVISION_ABSENT)
+
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+
+
 def export_generator(generator: Generator, metadata: GeneratorMetadata,
                      sample: np.ndarray) -> onnx.ModelProto:
     """Trace `generator` on `sample` (float32 NCHW, >= 2 images) into a checked ModelProto."""
     module = ContractModule(generator).eval()
     batch, height, width = (torch.export.Dim(name) for name in ("batch", "height", "width"))
-    with warnings.catch_warnings():  # torch.export's notes on its own internals
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(), _without_torchvision_notes():
+        warnings.simplefilter("ignore")  # torch.export's notes on its own internals
         program = torch.onnx.export(
             module, (torch.from_numpy(sample),), dynamo=True, opset_version=EXPORT_OPSET,
             input_names=[INPUT_NAME], output_names=[OUTPUT_NAME, PERTURBATION_NAME],

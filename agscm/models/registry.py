@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,13 @@ def default_zoo_dir() -> Path:
     return Path(os.environ.get("AGSCM_ZOO", Path.home() / ".cache" / "agscm" / "zoo"))
 
 
+def zoo_train_command(name: str, zoo: Path) -> str:
+    """The `agscm zoo train` line that makes model `name` (DATA left for the user)."""
+    kind = name.rpartition("-")[2]
+    kind_option = f" --kind {kind}" if kind in ("adv", "secret") else ""
+    return f"agscm zoo train DATA{kind_option} --name {shlex.quote(name)} --zoo {shlex.quote(str(zoo))}"
+
+
 def resolve_model_path(name_or_path: str | Path, zoo_dir: Path | None = None) -> Path:
     """A path to an existing checkpoint, or `<zoo_dir>/<name>.safetensors`."""
     candidate = Path(name_or_path)
@@ -32,7 +40,8 @@ def resolve_model_path(name_or_path: str | Path, zoo_dir: Path | None = None) ->
     path = zoo / f"{name_or_path}{SUFFIX}"
     if not path.is_file():
         known = ", ".join(sorted(p.name[: -len(SUFFIX)] for p in zoo.glob(f"*{SUFFIX}"))) or "none"
-        raise AgscmError(f"no model {str(name_or_path)!r} in {zoo} (known: {known})")
+        raise AgscmError(f"no model {str(name_or_path)!r} in {zoo} (known: {known}); make it "
+                         f"with: {zoo_train_command(str(name_or_path), zoo)}")
     return path
 
 

@@ -1,0 +1,21 @@
+"""Options shared by the torch commands: one `--device`, with the runtime's default (auto)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def resolve_torch_device(value: str) -> str:
+    """`auto` -> `cuda` when torch sees a GPU, else `cpu`; any other name is passed to torch."""
+    if value != "auto":
+        return value
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+TorchDevice = Annotated[str, typer.Option(
+    callback=resolve_torch_device,
+    help="torch device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N.")]
