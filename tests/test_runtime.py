@@ -19,12 +19,15 @@ from agscm.errors import AgscmError
 from agscm.runtime import FolderOptions, Perturber
 from agscm.runtime.arrays import distortion, pad_to_multiple, quantize
 from agscm.runtime.files import (
+    NAME_MAX,
+    TEMP_SUFFIX,
     atomic_path,
     check_destination,
-    output_names,
+    output_name,
     parse_shard,
-    temp_path,
+    temp_name,
     walk,
+    write_atomic,
 )
 from agscm.runtime.images import ImageError, NotAnImage, read_image
 from agscm.runtime.session import (
@@ -252,12 +255,17 @@ def test_empty_truncated_and_foreign_files(tmp_path: Path) -> None:
 
 # --- the file system ------------------------------------------------------------------------
 
-def test_output_names_keep_colliding_inputs_apart() -> None:
-    names = output_names([Path("a.jpg"), Path("a.png"), Path("b.JPG"), Path("b.jpeg"),
-                          Path("d/c.tif")], ".png")
-    assert names == {Path("a.jpg"): Path("a.jpg.png"), Path("a.png"): Path("a.png"),
-                     Path("b.JPG"): Path("b.png"), Path("b.jpeg"): Path("b.jpeg.png"),
-                     Path("d/c.tif"): Path("d/c.png")}
+def test_output_names_are_injective_and_fit() -> None:
+    inputs = [Path("a.jpg"), Path("a.png"), Path("a"), Path("a.jpg.png"), Path("b.JPG"),
+              Path("d/c.tif")]
+    names = [output_name(path, ".png") for path in inputs]
+    assert names == [Path("a.jpg.png"), Path("a.png.png"), Path("a.png"),
+                     Path("a.jpg.png.png"), Path("b.JPG.png"), Path("d/c.tif.png")]
+    long_names = [Path("x" * length + ".jpg") for length in range(240, 252)]
+    outputs = [output_name(path, ".png") for path in long_names]
+    assert len(set(outputs)) == len(outputs)  # still injective where the hash takes over
+    assert all(len(out.name.encode()) <= NAME_MAX and out.suffix == ".png" for out in outputs)
+    assert all(len(temp_name(out.name)) < len(out.name) for out in outputs)
 
 
 def test_parse_shard() -> None:
@@ -269,10 +277,16 @@ def test_parse_shard() -> None:
 
 def test_output_inside_or_equal_to_input_is_refused(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
-    for out in (tmp_path / "in", tmp_path / "in" / "out", tmp_path / "in" / "."):
+    for out in (tmp_path / "in" / "out", tmp_path / "in" / "a" / ".."/ "b"):
         with pytest.raises(AgscmError, match="inside the input folder"):
             check_destination(tmp_path / "in", out)
         check_destination(tmp_path / "in", out, allow_inside=True)
+    for out in (tmp_path / "in", tmp_path / "in" / "."):  # never, even when allowed
+        with pytest.raises(AgscmError, match="is the input folder"):
+            check_destination(tmp_path / "in", out, allow_inside=True)
+    os.symlink(tmp_path / "in", tmp_path / "alias")
+    with pytest.raises(AgscmError, match="is the input folder"):
+        check_destination(tmp_path / "in", tmp_path / "alias")
     check_destination(tmp_path / "in", tmp_path / "out")
     with pytest.raises(AgscmError, match="input folder not found"):
         check_destination(tmp_path / "missing", tmp_path / "out")
@@ -286,7 +300,7 @@ def test_walk_reports_loops_broken_links_and_special_files(tmp_path: Path) -> No
     os.symlink("missing", tmp_path / "gone")
     os.symlink("a/b", tmp_path / "alias")  # a plain folder link is followed
     os.mkfifo(tmp_path / "pipe")
-    found = {entry.relative.as_posix(): entry for entry in walk(tmp_path)}
+    found = {entry.relative.as_posix(): entry for entry in walk(tmp_path).entries}
     assert found["a/b/x.png"].problem is None and found["alias/x.png"].problem is None
     assert found["a/b/up"].problem.startswith("symlink loop")
     assert found["alias/up/b"].problem.startswith("symlink loop")  # alias/up is `a` again
@@ -301,10 +315,25 @@ def test_atomic_path_leaves_nothing_behind_on_error(tmp_path: Path) -> None:
         temp.write_bytes(b"half")
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
-    temp_path(target).write_bytes(b"stale from a killed run")
     with atomic_path(target) as temp:
         temp.write_bytes(b"done")
     assert list(tmp_path.iterdir()) == [target] and target.read_bytes() == b"done"
+
+
+def test_write_atomic_never_writes_through_a_planted_temp_name(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.jpg"
+    victim.write_bytes(b"precious")
+    (tmp_path / "out").mkdir()
+    os.symlink(victim, tmp_path / "out" / temp_name("a.png"))  # planted at the temp name
+    folder = os.open(tmp_path / "out", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        info = write_atomic(folder, "a.png", b"new bytes")
+    finally:
+        os.close(folder)
+    assert victim.read_bytes() == b"precious"
+    assert (tmp_path / "out" / "a.png").read_bytes() == b"new bytes"
+    assert info.st_size == 9 and sorted(os.listdir(tmp_path / "out")) == ["a.png"]
+    assert not list(tmp_path.rglob(f"*{TEMP_SUFFIX}"))
 
 
 # --- folders --------------------------------------------------------------------------------
@@ -315,7 +344,7 @@ def test_perturb_folder_writes_every_image_and_the_manifest(
     seen = []
     summary = Perturber(mnist_generator.onnx).perturb_folder(
         tmp_path / "in", tmp_path / "out", FolderOptions(batch_size=7), on_record=seen.append)
-    assert summary.counts == {"ok": 20, "exists": 0, "ignored": 0, "failed": 0}
+    assert summary.counts == {"ok": 20, "skipped": 0, "ignored": 0, "failed": 0}
     assert len(seen) == 20 and summary.max_linf <= 76 / 255
     rows = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").open()]
     assert {row["status"] for row in rows} == {"ok"} and len(rows) == 20
@@ -341,7 +370,7 @@ def test_a_batch_the_model_cannot_run_fails_only_its_files(
         return run(batch)
 
     monkeypatch.setattr(perturber.model, "run", out_of_memory)
-    summary = perturber.perturb_folder(tmp_path / "in", tmp_path / "out")
+    summary = perturber.perturb_folder(tmp_path / "in", tmp_path / "out", FolderOptions(tile=0))
     assert summary.counts["ok"] == 4 and summary.failed == 1
     assert summary.failures[0].input.endswith("big.png")
     assert "the model failed on this image (cannot allocate" in summary.failures[0].error
@@ -351,11 +380,14 @@ def test_images_of_many_sizes_are_not_all_held_back(
         mnist_generator: GeneratorFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from agscm.runtime import folder
 
+    from agscm.runtime import workers
+
     monkeypatch.setattr(folder, "HOLD_PIXELS", 1000)
+    monkeypatch.setattr(folder, "TASK_FILES", 1)  # one file per decode task
     (tmp_path / "in").mkdir()
     for index in range(8):  # eight sizes, ~400 pixels each: no batch ever fills
         Image.new("L", (20 + index, 20)).save(tmp_path / "in" / f"{index}.png")
-    read, decoded = folder.read_image, []
+    read, decoded = workers.read_image, []
 
     def counting_read(path: Path, *args: object) -> object:
         decoded.append(path)
@@ -368,9 +400,9 @@ def test_images_of_many_sizes_are_not_all_held_back(
         decoded_at_run.append(len(decoded))
         return run(batch)
 
-    monkeypatch.setattr(folder, "read_image", counting_read)
+    monkeypatch.setattr(workers, "read_image", counting_read)
     monkeypatch.setattr(perturber.model, "run", counting_run)
-    summary = perturber.perturb_folder(tmp_path / "in", tmp_path / "out", FolderOptions(workers=1))
+    summary = perturber.perturb_folder(tmp_path / "in", tmp_path / "out", FolderOptions(workers=0))
     assert summary.counts["ok"] == 8
     assert decoded_at_run[0] < 8  # the model ran before the last image was decoded
 
@@ -382,5 +414,7 @@ def test_batching_does_not_change_the_output(mnist_generator: GeneratorFiles, mn
     perturber = Perturber(mnist_generator.onnx)
     perturber.perturb_folder(tmp_path / "in", tmp_path / "one", FolderOptions(batch_size=1))
     perturber.perturb_folder(tmp_path / "in", tmp_path / "all", FolderOptions(batch_size=64))
-    for path in (tmp_path / "one").glob("*.png"):
+    outputs = list((tmp_path / "one").glob("*.png"))
+    assert len(outputs) == 12
+    for path in outputs:
         assert path.read_bytes() == (tmp_path / "all" / path.name).read_bytes()

@@ -10,9 +10,11 @@ from PIL import Image
 
 from agscm.contract import GeneratorMetadata
 from agscm.runtime.arrays import quantize, to_float
-from agscm.runtime.folder import FileRecord, FolderOptions, FolderSummary, perturb_folder
+from agscm.runtime.folder import FolderOptions, FolderSummary, perturb_folder
 from agscm.runtime.images import from_pil, to_pil
+from agscm.runtime.manifest import FileRecord
 from agscm.runtime.model import GeneratorModel
+from agscm.runtime.tiles import DEFAULT_TILE, tile_grid
 
 
 class Perturber:
@@ -38,15 +40,25 @@ class Perturber:
         return self.model.provider
 
     def perturb_array(self, images: np.ndarray) -> np.ndarray:
-        """float32 (N, C, H, W) in [0, 1], any H and W -> adversarial images, same shape."""
+        """float32 (N, C, H, W) in [0, 1], any H and W -> adversarial images, same shape.
+
+        One model call on the whole batch, as the ONNX contract defines it (no tiling); a
+        float32 C-contiguous batch whose sides are multiples of 4 is passed without a copy.
+        """
         return self.model.run(images)
 
-    def perturb_image(self, image: Image.Image) -> Image.Image:
-        """A Pillow image -> its adversarial version in the model's mode (alpha kept)."""
+    def perturb_image(self, image: Image.Image, tile: int = DEFAULT_TILE) -> Image.Image:
+        """A Pillow image -> its adversarial version in the model's mode (alpha kept), in
+        tiles of at most `tile` pixels a side (0: whole), as `agscm perturb` does it."""
         pixels = from_pil(image, self.model.mode)
-        clean = pixels.values[None]
-        values = quantize(self.model.run(to_float(clean)), clean, self.model.linf_eps)[0]
-        return to_pil(values, pixels.alpha)
+        output = np.empty_like(pixels.values)
+        for region, (top, bottom, left, right) in ((t.region, t.core) for t in
+                                                   tile_grid(*output.shape[:2], tile)):
+            clean = pixels.values[None, region[0]:region[1], region[2]:region[3]]
+            values = quantize(self.model.run(to_float(clean)), clean, self.model.linf_eps)[0]
+            output[top:bottom, left:right] = values[top - region[0]:bottom - region[0],
+                                                    left - region[2]:right - region[2]]
+        return to_pil(output, pixels.alpha)
 
     def perturb_folder(self, source: str | Path, destination: str | Path,
                        options: FolderOptions | None = None,

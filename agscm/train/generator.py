@@ -12,10 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from agscm.contract import SIZE_MULTIPLE
+from agscm.contract import NORMS, SIZE_MULTIPLE
 from agscm.errors import AgscmError
-
-NORMS = ("linf", "l2")
 
 
 @dataclass
