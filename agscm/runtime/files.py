@@ -207,24 +207,41 @@ class OutputFolders:
         self.open: dict[Path, int] = {}
 
     def descriptor(self, relative: Path) -> int:
-        """An open descriptor of OUT/relative, made if missing; OSError or UnsafeOutput."""
+        """An open descriptor of OUT/relative, made if missing; OSError or UnsafeOutput.
+
+        The path is built one folder at a time from OUT's real path, and every existing link
+        on the way is resolved and checked before anything is made below it.
+        """
         if relative in self.open:
             return self.open[relative]
         if len(self.open) >= self.KEEP_OPEN:
             self.close()
-        path = self.root / relative
-        path.mkdir(parents=True, exist_ok=True)
-        real = os.path.realpath(path)
-        if not self.allow_inside_input and is_within(real, self.input_real):
-            raise UnsafeOutput(f"the output folder {path} resolves to {real}, inside the input "
-                               "folder; not writing there")
+        real = os.path.realpath(self.root)
+        self._check(real, self.root)
+        for part in relative.parts:
+            candidate = os.path.join(real, part)
+            try:
+                os.mkdir(candidate)
+                real = candidate  # made here: a plain folder
+            except FileExistsError:
+                if os.path.islink(candidate):
+                    real = os.path.realpath(candidate)
+                    self._check(real, self.root / relative)
+                else:
+                    real = candidate
         descriptor = os.open(real, os.O_RDONLY | os.O_DIRECTORY)
         if identity(os.fstat(descriptor)) in self.input_folders:
             os.close(descriptor)
-            raise UnsafeOutput(f"the output folder {path} is an input folder (via a symlink); "
+            raise UnsafeOutput(f"the output folder {self.root / relative} is an input folder; "
                                "not writing there")
         self.open[relative] = descriptor
         return descriptor
+
+    def _check(self, real: str, shown: Path) -> None:
+        inside = not self.allow_inside_input and is_within(real, self.input_real)
+        if inside or (os.path.isdir(real) and identity(os.stat(real)) in self.input_folders):
+            raise UnsafeOutput(f"the output folder {shown} resolves to {real}, inside the input "
+                               "tree; not writing there")
 
     def close(self) -> None:
         for descriptor in self.open.values():

@@ -1,0 +1,28 @@
+"""Issue 12's cases, each against this checkout: every one must hold (see hostile_cases.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from hostile_cases import CASES, CaseEnv, Unavailable, extract_jpegs, make_models
+
+AGSCM = [sys.executable, "-c", "from agscm.cli import main; main()"]
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory: pytest.TempPathFactory, cifar_archive: Path):
+    folder = tmp_path_factory.mktemp("hostile-assets")
+    jpegs = extract_jpegs(cifar_archive, folder / "jpegs")
+    return make_models(folder), jpegs, folder / "jpegs" / "test"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.__name__ for case in CASES])
+def test_case_holds(case, assets, tmp_path: Path) -> None:
+    models, jpegs, root = assets
+    try:
+        outcome = case(CaseEnv(AGSCM, tmp_path, models, jpegs, root))
+    except Unavailable as exc:
+        pytest.skip(str(exc))
+    assert outcome.held, outcome.detail
