@@ -385,7 +385,11 @@ def deeply_nested_input(env: CaseEnv, depth: int = 1000) -> Outcome:
         folder = folder / "d"
         folder.mkdir()
     shutil.copyfile(env.jpegs[0], folder / "deep.jpg")
-    result = env.run("perturb", src, env.work / "out", "-m", env.models["rgb"])
+    try:
+        result = env.run("perturb", src, env.work / "out", "-m", env.models["rgb"])
+    finally:  # shutil.rmtree (and pytest's clean-up) recurse once per level too
+        for root in (src / "d", env.work / "out" / "d"):
+            _remove_chain(root)
     problem = clean_exit(result)
     if problem:
         return Outcome(False, problem)
@@ -395,6 +399,19 @@ def deeply_nested_input(env: CaseEnv, depth: int = 1000) -> Outcome:
         return Outcome(False, f"exit {result.returncode}; only {done} ok")
     return Outcome(True, f"exit {result.returncode}; {done} ok (the file {depth} folders "
                          "deep reported, not a crash)")
+
+
+def _remove_chain(top: Path) -> None:
+    """Remove a chain of single folders (and their files) from the bottom up, iteratively."""
+    chain = [top]
+    while chain[-1].is_dir() and (chain[-1] / "d").is_dir():
+        chain.append(chain[-1] / "d")
+    for folder in reversed(chain):
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if not path.is_dir():
+                    path.unlink()
+            folder.rmdir()
 
 
 def _bad_model_case(key: str, words: str) -> Callable[[CaseEnv], Outcome]:

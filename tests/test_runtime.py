@@ -370,41 +370,55 @@ def test_a_batch_the_model_cannot_run_fails_only_its_files(
         return run(batch)
 
     monkeypatch.setattr(perturber.model, "run", out_of_memory)
-    summary = perturber.perturb_folder(tmp_path / "in", tmp_path / "out", FolderOptions(tile=0))
+    summary = perturber.perturb_folder(tmp_path / "in", tmp_path / "out",
+                                       FolderOptions(tile=0, workers=0))
     assert summary.counts["ok"] == 4 and summary.failed == 1
     assert summary.failures[0].input.endswith("big.png")
     assert "the model failed on this image (cannot allocate" in summary.failures[0].error
 
 
-def test_images_of_many_sizes_are_not_all_held_back(
-        mnist_generator: GeneratorFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from agscm.runtime import folder
+def test_model_calls_stay_under_the_pixel_budget_whatever_the_sizes(
+        rgb_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mixed sizes, a photo larger than a tile: every model call holds <= BATCH_PIXELS, and a
+    tiled image is what perturb_image (the same tiles) gives."""
+    from agscm.runtime.batches import BATCH_PIXELS
 
-    from agscm.runtime import workers
-
-    monkeypatch.setattr(folder, "HOLD_PIXELS", 1000)
-    monkeypatch.setattr(folder, "TASK_FILES", 1)  # one file per decode task
+    rng = np.random.default_rng(0)
+    sizes = [(20 + index, 30) for index in range(8)] + [(700, 1100)]
     (tmp_path / "in").mkdir()
-    for index in range(8):  # eight sizes, ~400 pixels each: no batch ever fills
-        Image.new("L", (20 + index, 20)).save(tmp_path / "in" / f"{index}.png")
-    read, decoded = workers.read_image, []
-
-    def counting_read(path: Path, *args: object) -> object:
-        decoded.append(path)
-        return read(path, *args)
-
-    perturber = Perturber(mnist_generator.onnx)
-    run, decoded_at_run = perturber.model.run, []
+    for index, (height, width) in enumerate(sizes):
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), np.uint8)).save(
+            tmp_path / "in" / f"{index}.png")
+    perturber = Perturber(rgb_model)
+    run, calls = perturber.model.run, []
 
     def counting_run(batch: np.ndarray) -> np.ndarray:
-        decoded_at_run.append(len(decoded))
+        calls.append(batch.shape[0] * batch.shape[2] * batch.shape[3])
         return run(batch)
 
-    monkeypatch.setattr(workers, "read_image", counting_read)
     monkeypatch.setattr(perturber.model, "run", counting_run)
     summary = perturber.perturb_folder(tmp_path / "in", tmp_path / "out", FolderOptions(workers=0))
-    assert summary.counts["ok"] == 8
-    assert decoded_at_run[0] < 8  # the model ran before the last image was decoded
+    assert summary.counts["ok"] == 9
+    assert max(calls) <= BATCH_PIXELS and len(calls) > 9  # the photo went in tiles
+    photo = Image.open(tmp_path / "in" / "8.png")
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "8.png.png")),
+                                  np.asarray(perturber.perturb_image(photo)))
+
+
+def test_tiles_cover_the_image_once_and_stay_within_the_tile() -> None:
+    from agscm.runtime.tiles import MARGIN, tile_grid
+
+    for height, width, size in [(1080, 1920, 512), (513, 40, 512), (300, 200, 512),
+                                (2000, 999, 128), (50, 60, 0)]:
+        covered = np.zeros((height, width), int)
+        for tile in tile_grid(height, width, size):
+            top, bottom, left, right = tile.core
+            covered[top:bottom, left:right] += 1
+            r0, r1, c0, c1 = tile.region
+            assert r0 <= top and bottom <= r1 and c0 <= left and right <= c1
+            assert size == 0 or (r1 - r0 <= size and c1 - c0 <= size)
+            assert top - r0 in (0, MARGIN) and left - c0 in (0, MARGIN)  # real context
+        assert (covered == 1).all()
 
 
 def test_batching_does_not_change_the_output(mnist_generator: GeneratorFiles, mnist_dir: Path,
@@ -412,7 +426,8 @@ def test_batching_does_not_change_the_output(mnist_generator: GeneratorFiles, mn
     """Resumed runs batch differently; their outputs must still be the same bytes."""
     mnist_pngs(tmp_path / "in", mnist_dir, 12)
     perturber = Perturber(mnist_generator.onnx)
-    perturber.perturb_folder(tmp_path / "in", tmp_path / "one", FolderOptions(batch_size=1))
+    perturber.perturb_folder(tmp_path / "in", tmp_path / "one",
+                             FolderOptions(batch_size=1, workers=0))
     perturber.perturb_folder(tmp_path / "in", tmp_path / "all", FolderOptions(batch_size=64))
     outputs = list((tmp_path / "one").glob("*.png"))
     assert len(outputs) == 12

@@ -34,8 +34,8 @@ def perturb(
     batch_size: Annotated[int, typer.Option(help="Images (or tiles) of one size per model "
                                                  "call.")] = 256,
     workers: Annotated[int | None, typer.Option(
-        help="Decode/encode processes (default: one per core; 0: all in this process).")
-    ] = None,
+        help="Worker processes beside this one; each decodes, runs the model and encodes "
+             "(default: one per extra core; 0: all in this process).")] = None,
     tile: Annotated[int, typer.Option(
         help="Run images larger than this many pixels a side in overlapping tiles, so memory "
              "stays bounded (0: whole images).")] = 512,
@@ -65,6 +65,7 @@ def perturb(
 
     Example: agscm perturb photos/ photos-adv/ --model G.onnx --device auto
     """
+    import os
     import warnings
 
     from PIL import Image
@@ -72,7 +73,8 @@ def perturb(
     from agscm.progress import make_progress
     from agscm.runtime import FolderOptions, GeneratorModel
     from agscm.runtime.files import parse_shard
-    from agscm.runtime.folder import perturb_folder
+    from agscm.runtime.folder import perturb_folder, processes
+    from agscm.runtime.session import THREADS_ENV
     from agscm.runtime.images import DEFAULT_MAX_PIXELS
     from agscm.runtime.manifest import FileRecord
 
@@ -90,6 +92,8 @@ def perturb(
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
     if options.max_pixels > (Image.MAX_IMAGE_PIXELS or 0):
         Image.MAX_IMAGE_PIXELS = options.max_pixels
+    if threads is None and THREADS_ENV not in os.environ and processes(workers) > 1:
+        threads = 1  # one inference thread per process: the processes fill the cores
     generator = GeneratorModel(model, device=device, threads=threads)
     meta = generator.metadata
     progress = make_progress()

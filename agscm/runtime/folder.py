@@ -1,10 +1,10 @@
 """A folder tree in, the same tree of adversarial images out (the engine of `agscm perturb`).
 
-Worker processes decode and encode (agscm.runtime.workers) while this process runs the
-model on batches of equal-sized tiles (agscm.runtime.tiles): large images in tiles, so memory
-is bounded by the batch, not by the largest photo. Every output is written atomically and
-then recorded in the manifest; resume trusts only the manifest (agscm.runtime.manifest).
-Every queue between the stages is bounded in pixels.
+This process walks IN, decides from the manifest what is left to do, and hands out tasks
+(lists of files holding about TASK_PIXELS pixels) to worker processes and to itself; each
+task is decoded, perturbed in tiles and batches, encoded and written by whoever takes it
+(agscm.runtime.workers). Memory is bounded per process by one task and one batch, not by the
+size of the largest photo. Resume trusts only the manifest (agscm.runtime.manifest).
 """
 
 from __future__ import annotations
@@ -15,18 +15,16 @@ import multiprocessing
 import os
 import time
 from collections import deque
-from collections.abc import Callable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from agscm.errors import AgscmError
 from agscm.runtime import workers
-from agscm.runtime.arrays import quantize, to_float
 from agscm.runtime.files import InputTree, check_destination, identity, output_name, walk
 from agscm.runtime.images import (
     ALPHA_DROPPED,
@@ -35,21 +33,16 @@ from agscm.runtime.images import (
     DEFAULT_PNG_LEVEL,
     FORMATS,
     SIXTEEN_TO_EIGHT,
-    Pixels,
 )
 from agscm.runtime.manifest import FileRecord, Manifest, fingerprint
 from agscm.runtime.model import GeneratorModel
 from agscm.runtime.png import LEVELS
-from agscm.runtime.session import ORT_ERRORS
-from agscm.runtime.tiles import DEFAULT_TILE, MARGIN, Tile, tile_grid
+from agscm.runtime.tiles import DEFAULT_TILE, MARGIN
 from agscm.runtime.workers import Job, WorkerConfig
 
 STATUSES = ("ok", "skipped", "ignored", "failed")
-BATCH_PIXELS = 2**18  # a model call stops growing here (a 512x512 tile, 256 CIFAR images)
-HOLD_PIXELS = 2 * BATCH_PIXELS  # most pixels waiting in unfinished batches of other sizes
-TASK_PIXELS = 2**16  # pixels per decode or encode task sent to a worker
-TASK_FILES = 64  # files per task at most
-ENCODE_HOLD_PIXELS = 2**22  # pixels sent to the encoders and not yet written
+TASK_PIXELS = 2**18  # pixels per task: 256 CIFAR images, or one photo
+TASK_FILES = 256  # files per task at most
 WARNINGS = {
     COLOUR_TO_GREY: "colour images are converted to grey for this 1-channel model (first: {}); "
                     "outputs are grey and their L-inf is measured against the grey image; "
@@ -67,7 +60,7 @@ class FolderOptions:
     quality: int = 95  # JPEG and WebP only
     png_level: int = DEFAULT_PNG_LEVEL  # 0 (stored) .. 9 (smallest, slowest)
     batch_size: int = 256
-    workers: int | None = None  # decode/encode processes; None: one per core; 0: none
+    workers: int | None = None  # processes beside this one; None: one per extra core
     overwrite: bool = False
     shard: tuple[int, int] = (0, 1)  # (i, n): this run takes every n-th file from the i-th
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -113,6 +106,11 @@ class FolderSummary:
     @property
     def images_per_second(self) -> float:
         return self.counts["ok"] / self.seconds if self.seconds > 0 else 0.0
+
+
+def processes(workers: int | None) -> int:
+    """Processes that do the work: this one plus `workers` (default: one per extra core)."""
+    return 1 + (max(1, os.cpu_count() or 1) - 1 if workers is None else workers)
 
 
 def settings_key(model: GeneratorModel, options: FolderOptions) -> str:
@@ -203,10 +201,11 @@ def perturb_folder(model: GeneratorModel, source: Path, destination: Path,
             warn(f"--format {options.format} is lossy: compression can move pixels past eps "
                  f"({model.linf_eps * 255:.3g}/255); each saved file is measured (manifest: "
                  "within_eps)")
-        config = WorkerConfig(model.mode, options.max_pixels, options.strict_channels,
-                              options.format, options.quality, options.png_level,
-                              model.linf_eps, settings, destination, input_real,
-                              frozenset(tree.folders), options.allow_inside_input)
+        config = WorkerConfig(model.path, model.device, model.threads, options.max_pixels,
+                              options.strict_channels, options.format, options.quality,
+                              options.png_level, options.tile, options.batch_size, settings,
+                              destination, input_real, frozenset(tree.folders),
+                              options.allow_inside_input, manifest.path)
         run = _FolderRun(model, options, manifest, on_record, warn)
         run.execute(plan, config)
         manifest.compact()
@@ -220,31 +219,8 @@ def _manifest_name(shard: tuple[int, int]) -> str:
     return "manifest.jsonl" if count == 1 else f"manifest-{index}of{count}.jsonl"
 
 
-class _InlineExecutor(Executor):
-    """Runs each task at once in this process (a run with no worker processes)."""
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        future: Future[Any] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:
-            future.set_exception(exc)
-        return future
-
-
-@dataclass
-class _Image:
-    """An image between decoding and encoding: its tiles come back one batch at a time."""
-
-    job: Job
-    pixels: Pixels
-    output: np.ndarray
-    remaining: int
-    error: str | None = None
-
-
 class _FolderRun:
-    """The state of one run: the batches waiting for the model, the encodes, the tallies."""
+    """The state of one run: the tasks out with the workers, the tallies, the warnings."""
 
     def __init__(self, model: GeneratorModel, options: FolderOptions, manifest: Manifest,
                  on_record: Callable[[FileRecord], None] | None,
@@ -254,141 +230,74 @@ class _FolderRun:
         self.manifest = manifest
         self.on_record = on_record
         self.warn = warn
-        self.workers = (os.cpu_count() or 1) if options.workers is None else options.workers
+        self.workers = processes(options.workers) - 1
         self.counts = dict.fromkeys(STATUSES, 0)
         self.linf: list[float] = []
         self.psnr: list[float] = []
         self.failures: list[FileRecord] = []
         self.converted: dict[str, int] = {}
         self.over_eps = 0
-        self.groups: dict[tuple[int, int], list[tuple[_Image, Tile]]] = {}
-        self.ready: list[tuple[Job, Pixels, np.ndarray]] = []
-        self.encodes: deque[tuple[Future[list[FileRecord]], int]] = deque()
         self.task_files = 1  # then adapted to the image size seen: ~TASK_PIXELS a task
 
     def execute(self, plan: list[Job | FileRecord], config: WorkerConfig) -> None:
-        jobs = [item for item in plan if isinstance(item, Job)]
+        jobs = deque(item for item in plan if isinstance(item, Job))
         self.emit(*(item for item in plan if isinstance(item, FileRecord)))
         if not jobs:
             return
-        if self.workers == 0:
-            worker = workers.Worker(config)
-            self.executor: Executor = _InlineExecutor()
-            self.decode, self.encode = worker.decode, worker.encode
-        else:
-            self.executor = ProcessPoolExecutor(
-                min(self.workers, len(jobs)), multiprocessing.get_context("spawn"),
-                initializer=workers.start, initargs=(config, os.getpid()))
-            self.decode, self.encode = workers.decode, workers.encode
+        local = workers.Worker(config, self.model)
+        pool = None
+        if self.workers and len(jobs) > 1:
+            pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context("spawn"),
+                                       initializer=workers.start,
+                                       initargs=(config, os.getpid()))
         try:
-            self._pipeline(jobs)
+            self._dispatch(jobs, local, pool)
         except BrokenProcessPool as exc:
-            raise AgscmError(f"a decode/encode worker process died ({exc}); the files "
-                             "recorded so far are safe, rerun to resume") from None
+            raise AgscmError(f"a worker process died ({exc}); the files recorded so far are "
+                             "safe, rerun to resume. (From a Python script, call this under "
+                             "`if __name__ == '__main__':` or use workers=0.)") from None
         finally:
-            self.executor.shutdown(wait=True, cancel_futures=True)
-            if self.workers == 0:
-                worker.close()
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+            local.close()
 
-    def _pipeline(self, jobs: list[Job]) -> None:
-        decodes: deque[tuple[list[Job], Future[list[Pixels | FileRecord]]]] = deque()
-        ahead = max(2, self.workers + 1)  # decode tasks in flight
-        position = 0
-        while position < len(jobs) or decodes:
-            while position < len(jobs) and len(decodes) < ahead:
-                chunk = jobs[position:position + self.task_files]
-                position += len(chunk)
-                decodes.append((chunk, self.executor.submit(self.decode, chunk)))
-            chunk, future = decodes.popleft()
-            self._take(chunk, future.result())
-            self._collect(wait=False)
-        for key in list(self.groups):
-            self._run_batch(self.groups.pop(key))
-        self._send_ready()
-        self._collect(wait=True)
+    def _dispatch(self, jobs: deque[Job], local: workers.Worker,
+                  pool: ProcessPoolExecutor | None) -> None:
+        """Keep two tasks queued per worker; this process takes a task whenever it is free."""
+        out: deque[Future[list[FileRecord]]] = deque()
+        while jobs or out:
+            while pool is not None and jobs and len(out) < 2 * self.workers:
+                out.append(pool.submit(workers.process, self._task(jobs)))
+            if jobs:
+                self._done(local.process(self._task(jobs)))
+            else:
+                wait(out, return_when=FIRST_COMPLETED)
+            for future in [future for future in out if future.done()]:
+                out.remove(future)
+                self._done(future.result())
 
-    def _take(self, chunk: list[Job], decoded: list[Pixels | FileRecord]) -> None:
-        """Tile the decoded images into the batches; run those that are full."""
-        pixels = images = 0
-        for job, result in zip(chunk, decoded, strict=True):
-            if isinstance(result, FileRecord):
-                self.emit(result)
-                continue
-            height, width = result.values.shape[:2]
-            pixels, images = pixels + height * width, images + 1
-            tiles = tile_grid(height, width, self.options.tile)
-            image = _Image(job, result, np.empty_like(result.values), len(tiles))
-            for tile in tiles:
-                group = self.groups.setdefault(tile.shape, [])
-                if (len(group) + 1) * tile.shape[0] * tile.shape[1] > BATCH_PIXELS and group:
-                    self._run_batch(self.groups.pop(tile.shape))  # full: a batch never grows
-                    group = self.groups.setdefault(tile.shape, [])  # past BATCH_PIXELS
-                group.append((image, tile))
-                if len(group) >= self.options.batch_size:
-                    self._run_batch(self.groups.pop(tile.shape))
-            held = {key: len(group) * key[0] * key[1] for key, group in self.groups.items()}
-            if sum(held.values()) > HOLD_PIXELS:  # many sizes, none filling a batch
-                self._run_batch(self.groups.pop(max(held, key=held.__getitem__)))
-        if images:
-            self.task_files = int(np.clip(TASK_PIXELS * images // pixels, 1, TASK_FILES))
+    def _task(self, jobs: deque[Job]) -> list[Job]:
+        return [jobs.popleft() for _ in range(min(self.task_files, len(jobs)))]
 
-    def _run_batch(self, group: list[tuple[_Image, Tile]]) -> None:
-        """One model call; a batch the model cannot run (out of memory on a huge image, say)
-        fails its own images, not the whole run."""
-        crops = [image.pixels.values[top:bottom, left:right]
-                 for image, (top, bottom, left, right) in ((i, t.region) for i, t in group)]
-        clean = np.stack(crops)
-        try:
-            adversarial = quantize(self.model.run(to_float(clean)), clean, self.model.linf_eps)
-        except (*ORT_ERRORS, MemoryError) as exc:
-            adversarial = None
-            for image, _ in group:
-                image.error = f"the model failed on this image ({exc})"
-        for index, (image, tile) in enumerate(group):
-            if adversarial is not None:
-                top, bottom, left, right = tile.core
-                rows, cols = top - tile.region[0], left - tile.region[2]
-                image.output[top:bottom, left:right] = adversarial[
-                    index, rows:rows + bottom - top, cols:cols + right - left]
-            image.remaining -= 1
-            if image.remaining == 0:
-                self._finish(image)
-
-    def _finish(self, image: _Image) -> None:
-        if image.error is not None:
-            self.emit(FileRecord(str(image.job.source), None, "failed", error=image.error,
-                                 input_fingerprint=image.job.input_fingerprint))
-            return
-        self.ready.append((image.job, image.pixels, image.output))
-        pixels = sum(values.shape[0] * values.shape[1] for _, _, values in self.ready)
-        if pixels >= TASK_PIXELS or len(self.ready) >= TASK_FILES:
-            self._send_ready()
-
-    def _send_ready(self) -> None:
-        if self.ready:
-            pixels = sum(values.shape[0] * values.shape[1] for _, _, values in self.ready)
-            self.encodes.append((self.executor.submit(self.encode, self.ready), pixels))
-            self.ready = []
-            self._collect(wait=False)
-
-    def _collect(self, wait: bool) -> None:
-        """Record finished encodes in order; wait while too many pixels are in flight (or,
-        with `wait`, until all are done)."""
-        while self.encodes:
-            future, _ = self.encodes[0]
-            in_flight = sum(pixels for _, pixels in self.encodes)
-            if not (future.done() or wait or in_flight > ENCODE_HOLD_PIXELS):
-                return
-            self.encodes.popleft()
-            self.emit(*future.result())
+    def _done(self, records: list[FileRecord]) -> None:
+        """Tally a finished task (its lines are in the manifest) and size the next ones."""
+        self.manifest.update(records)
+        self._tally(records)
+        pixels = [record.size[0] * record.size[1] for record in records if record.size]
+        if pixels:
+            self.task_files = int(np.clip(TASK_PIXELS * len(pixels) // sum(pixels), 1,
+                                          TASK_FILES))
 
     def emit(self, *records: FileRecord) -> None:
-        """Record finished files: their manifest lines in one write, then the tallies."""
+        """Record files decided here (problems, skips): their lines in one write, tallies."""
         self.manifest.append([record for record in records if record.status != "skipped"])
-        for record in records:
-            self._tally(record)
+        self._tally(records)
 
-    def _tally(self, record: FileRecord) -> None:
+    def _tally(self, records: Iterable[FileRecord]) -> None:
+        for record in records:
+            self._count(record)
+
+    def _count(self, record: FileRecord) -> None:
         self.counts[record.status] += 1
         if record.status == "ok":
             self.linf.append(record.linf or 0.0)

@@ -102,17 +102,15 @@ class Manifest:
         return cls(Path(real), descriptor, latest, repaired)
 
     def append(self, records: list[FileRecord]) -> None:
-        """Write their lines now, in one call; a failure (a full disk) stops the run with one
-        line, and a torn line it leaves is cut off on the next start."""
-        data = "".join(record.to_json() + "\n" for record in records).encode()
-        try:
-            while data:
-                data = data[os.write(self.descriptor, data):]
-        except OSError as exc:
-            raise AgscmError(f"{self.path}: cannot append to the manifest ({exc.strerror}); "
-                             "the files recorded so far are safe, rerun to resume") from None
+        """Write their lines now; see `append_lines`."""
+        append_lines(self.descriptor, self.path, records)
+        self.update(records)
+
+    def update(self, records: list[FileRecord]) -> None:
+        """Take records another process has written (for the rewrite at the end)."""
         for record in records:
-            self.latest[record.input] = record
+            if record.status != "skipped":
+                self.latest[record.input] = record
 
     def compact(self) -> None:
         """Rewrite the file as one line per input (the latest), atomically."""
@@ -126,6 +124,19 @@ class Manifest:
 
     def close(self) -> None:
         os.close(self.descriptor)
+
+
+def append_lines(descriptor: int, path: Path, records: list[FileRecord]) -> None:
+    """Append records to an O_APPEND descriptor in one `write` (lines from several processes
+    never interleave on a local file system); a failure (a full disk) stops the run with one
+    line, and a torn line it leaves is cut off on the next start."""
+    data = "".join(record.to_json() + "\n" for record in records).encode()
+    try:
+        while data:
+            data = data[os.write(descriptor, data):]
+    except OSError as exc:
+        raise AgscmError(f"{path}: cannot append to the manifest ({exc.strerror}); the files "
+                         "recorded so far are safe, rerun to resume") from None
 
 
 def _read(path: Path, descriptor: int) -> tuple[dict[str, FileRecord], str | None]:

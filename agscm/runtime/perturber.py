@@ -9,12 +9,13 @@ import numpy as np
 from PIL import Image
 
 from agscm.contract import GeneratorMetadata
-from agscm.runtime.arrays import quantize, to_float
+from agscm.errors import AgscmError
+from agscm.runtime.batches import perturb_images
 from agscm.runtime.folder import FolderOptions, FolderSummary, perturb_folder
 from agscm.runtime.images import from_pil, to_pil
 from agscm.runtime.manifest import FileRecord
 from agscm.runtime.model import GeneratorModel
-from agscm.runtime.tiles import DEFAULT_TILE, tile_grid
+from agscm.runtime.tiles import DEFAULT_TILE
 
 
 class Perturber:
@@ -51,20 +52,21 @@ class Perturber:
         """A Pillow image -> its adversarial version in the model's mode (alpha kept), in
         tiles of at most `tile` pixels a side (0: whole), as `agscm perturb` does it."""
         pixels = from_pil(image, self.model.mode)
-        output = np.empty_like(pixels.values)
-        for region, (top, bottom, left, right) in ((t.region, t.core) for t in
-                                                   tile_grid(*output.shape[:2], tile)):
-            clean = pixels.values[None, region[0]:region[1], region[2]:region[3]]
-            values = quantize(self.model.run(to_float(clean)), clean, self.model.linf_eps)[0]
-            output[top:bottom, left:right] = values[top - region[0]:bottom - region[0],
-                                                    left - region[2]:right - region[2]]
+        output = perturb_images(self.model, [pixels.values], tile, batch_size=1)[0]
+        if isinstance(output, str):
+            raise AgscmError(output)
         return to_pil(output, pixels.alpha)
 
     def perturb_folder(self, source: str | Path, destination: str | Path,
                        options: FolderOptions | None = None,
                        on_start: Callable[[int], None] | None = None,
                        on_record: Callable[[FileRecord], None] | None = None) -> FolderSummary:
-        """Mirror `source` into `destination` with adversarial images; see FolderOptions."""
+        """Mirror `source` into `destination` with adversarial images; see FolderOptions.
+
+        With worker processes (the default on more than one core) a script calling this
+        needs the usual `if __name__ == "__main__":` guard; `FolderOptions(workers=0)`
+        runs everything in this process.
+        """
         return perturb_folder(self.model, Path(source), Path(destination), options, on_start,
                               on_record)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_TILE = 512
-MARGIN = 16
+MARGIN = 8
 
 
 @dataclass(frozen=True)
