@@ -260,7 +260,7 @@ def killed_run_manifest_matches_outputs(env: CaseEnv, images: int = 300) -> Outc
     deadline = time.monotonic() + 120
     while not list(out.glob("*/*.png")) and time.monotonic() < deadline:
         time.sleep(0.01)
-    time.sleep(random.uniform(0, 0.5))
+    time.sleep(random.uniform(0, 1.5))  # a random moment of the run
     process.send_signal(signal.SIGKILL)
     process.wait()
     time.sleep(0.2)  # workers of the killed run, if any survive it, finish their file

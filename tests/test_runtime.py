@@ -433,3 +433,148 @@ def test_batching_does_not_change_the_output(mnist_generator: GeneratorFiles, mn
     assert len(outputs) == 12
     for path in outputs:
         assert path.read_bytes() == (tmp_path / "all" / path.name).read_bytes()
+
+
+# --- the contract, the manifest, the PNG writer ---------------------------------------------
+
+def _props(**changes: str) -> dict[str, str]:
+    from agscm.contract import GeneratorMetadata
+
+    good = GeneratorMetadata("0.1.0", 3, 8 / 255, "linf", (32, 32), 4, "cifar10", ["src"], 0.5,
+                             {}).to_props()
+    return {**good, **changes}
+
+
+@pytest.mark.parametrize(("key", "value", "words"), [
+    ("eps", "nan", "eps must be a finite number > 0"), ("eps", "-0.9", "eps must be"),
+    ("eps", "inf", "eps must be"), ("eps", "2", "L-inf eps must be <= 1"),
+    ("norm", "l7", "unknown norm 'l7'"), ("precision", "fp64", "unknown precision"),
+    ("lambda", "nan", "lambda must be"), ("train_size", "[0, 32]", "train_size"),
+    ("channels", "0", "channels must be"), ("size_multiple", "0", "size_multiple")])
+def test_the_contract_refuses_values_the_runtime_cannot_honour(key: str, value: str,
+                                                               words: str) -> None:
+    from agscm.contract import GeneratorMetadata
+
+    GeneratorMetadata.from_props(_props())  # the unchanged metadata is fine
+    with pytest.raises(ValueError, match=words):
+        GeneratorMetadata.from_props(_props(**{key: value}))
+
+
+def _record(name: str) -> str:
+    from agscm.runtime.manifest import FileRecord
+
+    return FileRecord(name, name + ".png", "ok").to_json() + "\n"
+
+
+def test_a_torn_last_manifest_line_is_cut_off_and_reported(tmp_path: Path) -> None:
+    from agscm.runtime.manifest import FileRecord, Manifest
+
+    path = tmp_path / "manifest.jsonl"
+    path.write_text(_record("a") + _record("b") + _record("c")[:30])
+    manifest = Manifest.open(path, str(tmp_path / "in"), set())
+    assert manifest.repaired and "torn" in manifest.repaired and set(manifest.latest) == {"a", "b"}
+    manifest.append([FileRecord("d", None, "failed", error="x")])
+    manifest.close()
+    assert [json.loads(line)["input"] for line in path.read_text().splitlines()] == ["a", "b", "d"]
+    path.write_text(_record("a") + "{not json}\n")  # a broken complete last line: cut too
+    manifest = Manifest.open(path, str(tmp_path / "in"), set())
+    assert "line 2 was torn" in manifest.repaired and path.read_text() == _record("a")
+    manifest.close()
+
+
+def test_a_broken_manifest_line_in_the_middle_is_an_error(tmp_path: Path) -> None:
+    from agscm.runtime.manifest import Manifest
+
+    path = tmp_path / "manifest.jsonl"
+    path.write_text(_record("a") + "garbage\n" + _record("b"))
+    with pytest.raises(AgscmError, match="line 2 is not a manifest record"):
+        Manifest.open(path, str(tmp_path / "in"), set())
+    assert path.read_text() == _record("a") + "garbage\n" + _record("b")  # left as it was
+
+
+def test_two_runs_cannot_share_a_manifest(tmp_path: Path) -> None:
+    from agscm.runtime.manifest import Manifest
+
+    first = Manifest.open(tmp_path / "m.jsonl", str(tmp_path / "in"), set())
+    with pytest.raises(AgscmError, match="another agscm perturb is writing"):
+        Manifest.open(tmp_path / "m.jsonl", str(tmp_path / "in"), set())
+    first.close()
+    Manifest.open(tmp_path / "m.jsonl", str(tmp_path / "in"), set()).close()
+
+
+def test_a_full_disk_stops_with_one_line_and_the_torn_line_is_repaired(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno as errno_module
+
+    from agscm.runtime import manifest as manifest_module
+    from agscm.runtime.manifest import FileRecord, Manifest
+
+    path = tmp_path / "manifest.jsonl"
+    manifest = Manifest.open(path, str(tmp_path / "in"), set())
+    manifest.append([FileRecord("a", "a.png", "ok")])
+    real_write = os.write
+
+    def disk_fills(descriptor: int, data: bytes) -> int:
+        real_write(descriptor, data[:17])  # part of the line fits, then the disk is full
+        monkeypatch.setattr(manifest_module.os, "write", _no_space)
+        return 17
+
+    def _no_space(descriptor: int, data: bytes) -> int:
+        raise OSError(errno_module.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(manifest_module.os, "write", disk_fills)
+    with pytest.raises(AgscmError, match="No space left on device.*rerun to resume"):
+        manifest.append([FileRecord("b", "b.png", "ok")])
+    manifest.close()
+    monkeypatch.undo()
+    again = Manifest.open(path, str(tmp_path / "in"), set())
+    assert again.repaired and set(again.latest) == {"a"}
+    again.close()
+    assert [json.loads(line)["input"] for line in path.read_text().splitlines()] == ["a"]
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+@pytest.mark.parametrize("level", [0, 1, 9])
+def test_the_png_writer_is_lossless(channels: int, level: int) -> None:
+    import io
+
+    from agscm.runtime.png import encode_png
+
+    rng = np.random.default_rng(channels)
+    for values in (rng.integers(0, 256, (37, 23, channels), np.uint8),
+                   np.full((5, 300, channels), 7, np.uint8), np.zeros((1, 1, channels), np.uint8)):
+        decoded = np.asarray(Image.open(io.BytesIO(encode_png(values, level))))
+        np.testing.assert_array_equal(decoded.reshape(values.shape), values)
+
+
+def test_perturb_array_hands_the_batch_over_without_a_copy(
+        rgb_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    perturber = Perturber(rgb_model)
+    seen = []
+    real_run = perturber.model.session.run
+
+    def spy(names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        seen.append(feeds["image"])
+        return real_run(names, feeds)
+
+    monkeypatch.setattr(perturber.model.session, "run", spy)
+    batch = np.random.default_rng(0).random((4, 3, 32, 36), dtype=np.float32)
+    out = perturber.perturb_array(batch)
+    assert seen[0] is batch and out.shape == batch.shape and out.flags.c_contiguous
+
+
+@pytest.mark.parametrize(("option", "value", "words"), [
+    ("--max-pixels", "0", "max pixels must be >= 1"), ("--png-level", "10", "PNG level"),
+    ("--tile", "10", "tile must be 0"), ("--channels", "loose", "--channels 'loose'"),
+    ("--workers", "-1", "workers >= 0")])
+def test_bad_perturb_options_are_refused(rgb_model: Path, tmp_path: Path, option: str,
+                                         value: str, words: str) -> None:
+    from typer.testing import CliRunner
+
+    from agscm.cli import app
+
+    (tmp_path / "in").mkdir()
+    result = CliRunner().invoke(app, ["perturb", str(tmp_path / "in"), str(tmp_path / "out"),
+                                      "-m", str(rgb_model), option, value])
+    assert result.exit_code == 1 and words in result.output, result.output
+    assert not (tmp_path / "out").exists()

@@ -74,9 +74,9 @@ def perturb(
     from agscm.runtime import FolderOptions, GeneratorModel
     from agscm.runtime.files import parse_shard
     from agscm.runtime.folder import perturb_folder, processes
-    from agscm.runtime.session import THREADS_ENV
     from agscm.runtime.images import DEFAULT_MAX_PIXELS
     from agscm.runtime.manifest import FileRecord
+    from agscm.runtime.session import THREADS_ENV
 
     if channels not in ("convert", "strict"):
         raise AgscmError(f"--channels {channels!r}: choose convert or strict")

@@ -18,9 +18,9 @@ grey to a colour one) is refused instead.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import struct
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -37,7 +37,7 @@ def _spans(length: int, size: int) -> list[tuple[int, int, int, int]]:
     count = -(-length // (size - 2 * MARGIN))
     bounds = [round(i * length / count) for i in range(count + 1)]
     return [(max(0, start - MARGIN), min(length, stop + MARGIN), start, stop)
-            for start, stop in zip(bounds, bounds[1:])]
+            for start, stop in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def tile_grid(height: int, width: int, size: int = DEFAULT_TILE) -> list[Tile]:
