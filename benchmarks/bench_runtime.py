@@ -98,6 +98,17 @@ def write_models(generator: Generator, folder: Path, calibration: np.ndarray) ->
     return paths
 
 
+def write_benchmark_model(path: Path) -> None:
+    """The default 3-channel generator (random weights) as `path` and its fp16 variant."""
+    with tempfile.TemporaryDirectory() as work:
+        sample = np.random.default_rng(0).random((32, 3, 32, 32), dtype=np.float32)
+        paths = write_models(default_generator(3), Path(work), sample)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        paths["fp32"].replace(path)
+        paths["fp16"].replace(path.with_name(f"{path.stem}.fp16{path.suffix}"))
+    print(f"wrote {path} and {path.with_name(f'{path.stem}.fp16{path.suffix}')}")
+
+
 def cifar_folder(archive: Path, target: Path, limit: int) -> Path:
     """The first `limit` CIFAR-10 test JPEGs (class folders kept) unpacked into `target`."""
     with tarfile.open(archive) as tar:
@@ -347,7 +358,13 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=10_000, help="CIFAR-10 test JPEGs")
     parser.add_argument("--photos", type=int, default=50)
     parser.add_argument("--craft-images", type=int, default=500)
+    parser.add_argument("--write-model", type=Path, metavar="G.onnx",
+                        help="only write the benchmark generator (fp32, and fp16 beside it as "
+                             "G.fp16.onnx) for benchmarks/gpu_check.sh, then stop")
     args = parser.parse_args()
+    if args.write_model is not None:
+        write_benchmark_model(args.write_model)
+        return
 
     results: dict = {
         "agscm_version": __version__, "cpu_count": os.cpu_count(), "baseline": args.baseline,

@@ -160,7 +160,8 @@ def plan_folder(tree: InputTree, source: Path, destination: Path, options: Folde
                 and record.input_fingerprint == input_fingerprint
                 and record.output_fingerprint == fingerprint(current))
         plan.append(FileRecord(str(src), str(out), "skipped") if done
-                    else Job(src, relative, input_fingerprint))
+                    else Job(str(src), str(out), relative.parent, relative.name,
+                             input_fingerprint))
     return plan
 
 

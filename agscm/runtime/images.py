@@ -90,7 +90,8 @@ def from_pil(image: Image.Image, mode: str, strict_channels: bool = False) -> Pi
                              f"{'1' if mode == 'L' else '3'}-channel model ({change})")
         if change == COLOUR_TO_GREY:
             converted.append(change)
-    image = ImageOps.exif_transpose(image)
+    if image.format != "JPEG" or "exif" in image.info or "xmp" in image.info:
+        image = ImageOps.exif_transpose(image)  # (a JPEG keeps its EXIF in info["exif"])
     alpha = None
     if "A" in image.getbands() or "a" in image.getbands() or "transparency" in image.info:
         image = image.convert("RGBA")
@@ -111,7 +112,7 @@ def to_pil(values: np.ndarray, alpha: np.ndarray | None = None) -> Image.Image:
     return image
 
 
-def read_image(path: Path, mode: str, max_pixels: int = DEFAULT_MAX_PIXELS,
+def read_image(path: str | Path, mode: str, max_pixels: int = DEFAULT_MAX_PIXELS,
                strict_channels: bool = False) -> Pixels:
     """Decode one file; every way it can be unusable is an ImageError naming the reason."""
     try:

@@ -44,10 +44,13 @@ PR_SET_PDEATHSIG = 1
 
 @dataclass(frozen=True)
 class Job:
-    """One input to perturb: where it is, what its output is called (relative to OUT)."""
+    """One input to perturb: where it is, and where its output goes (plain strings: a task
+    crosses to a worker process, and paths cost more to build and send)."""
 
-    source: Path
-    output: Path  # relative to the output root
+    source: str
+    output: str  # OUT/folder/name, as the manifest shows it
+    folder: Path  # the output's folder, relative to OUT
+    name: str  # the output's file name
     input_fingerprint: Fingerprint
 
 
@@ -94,7 +97,7 @@ class Worker:
                                  self.config.tile, self.config.batch_size)
         for (job, pixels), output in zip(pending, outputs, strict=True):
             if isinstance(output, str):
-                record = FileRecord(str(job.source), None, "failed", error=output,
+                record = FileRecord(job.source, None, "failed", error=output,
                                     input_fingerprint=job.input_fingerprint)
             else:
                 record = self._encode(job, pixels, output)
@@ -112,15 +115,16 @@ class Worker:
             return read_image(job.source, self.model.mode, config.max_pixels,
                               config.strict_channels)
         except NotAnImage as exc:
-            status = "failed" if job.source.suffix.lower() in IMAGE_SUFFIXES else "ignored"
-            return FileRecord(str(job.source), None, status, error=str(exc))
+            suffix = os.path.splitext(job.source)[1].lower()
+            status = "failed" if suffix in IMAGE_SUFFIXES else "ignored"
+            return FileRecord(job.source, None, status, error=str(exc))
         except ImageError as exc:
-            return FileRecord(str(job.source), None, "failed", error=str(exc))
+            return FileRecord(job.source, None, "failed", error=str(exc))
 
     def _encode(self, job: Job, clean: Pixels, values: np.ndarray) -> FileRecord:
         config = self.config
         height, width = values.shape[:2]
-        output = str(config.output_root / job.output)
+        output = job.output
         converted = list(clean.converted)
         if clean.alpha is not None and config.format in DROPS_ALPHA:
             converted.append(ALPHA_DROPPED)
@@ -129,20 +133,20 @@ class Worker:
                                 config.png_level)
             if FORMATS[config.format][2]:  # lossy: measure what the file holds
                 values = decode_values(data, self.model.mode)
-            folder = self.folders.descriptor(job.output.parent)
-            info = write_atomic(folder, job.output.name, data)
+            folder = self.folders.descriptor(job.folder)
+            info = write_atomic(folder, job.name, data)
         except UnsafeOutput as exc:
-            return FileRecord(str(job.source), output, "failed", [width, height], error=str(exc),
+            return FileRecord(job.source, output, "failed", [width, height], error=str(exc),
                               input_fingerprint=job.input_fingerprint)
         except (OSError, ValueError, ImageError) as exc:
-            return FileRecord(str(job.source), output, "failed", [width, height],
+            return FileRecord(job.source, output, "failed", [width, height],
                               error=f"cannot write the output ({exc})",
                               input_fingerprint=job.input_fingerprint)
         measures = distortion(clean.values, values)
         eps = self.model.linf_eps
         within = None if eps is None else bool(
             measures["linf"] <= np.floor(eps * 255 + 1e-6) / 255 + 1e-12)
-        return FileRecord(str(job.source), output, "ok", [width, height], **measures,
+        return FileRecord(job.source, output, "ok", [width, height], **measures,
                           within_eps=within, converted=converted or None,
                           input_fingerprint=job.input_fingerprint,
                           output_fingerprint=fingerprint(info), settings=config.settings)
