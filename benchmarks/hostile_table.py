@@ -47,7 +47,8 @@ def main() -> None:
                 try:
                     outcome = case(CaseEnv([str(agscm)], folder, models, jpegs,
                                            work / "jpegs" / "test"))
-                    row[name] = {"held": outcome.held, "detail": outcome.detail}
+                    detail = outcome.detail.replace(f"{folder}/", "").replace(f"{work}/", "")
+                    row[name] = {"held": outcome.held, "detail": detail}
                 except Unavailable as exc:
                     row[name] = {"held": None, "detail": f"not run: {exc}"}
             rows.append(row)
