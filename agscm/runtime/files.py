@@ -16,8 +16,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import secrets
 import stat
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,9 +38,14 @@ def identity(info: os.stat_result) -> Identity:
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a new, exclusively created temp file beside `path`; on success it replaces
     `path` in one rename, else it is removed. For callers that write by path (onnx, numpy)."""
-    descriptor, name = tempfile.mkstemp(prefix=".", suffix=TEMP_SUFFIX, dir=path.parent)
-    os.close(descriptor)
-    temp = Path(name)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    while True:
+        temp = path.with_name(f".{secrets.token_hex(8)}{TEMP_SUFFIX}")
+        try:  # mode 0o666 less the umask, as a plain open() would give (mkstemp gives 0o600)
+            os.close(os.open(temp, flags, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
         yield temp
         os.replace(temp, path)
