@@ -140,12 +140,13 @@ for precision, path in variants.items():
             continue
         log(f"array {precision} {name}")
         row = {"provider": perturber.provider,
-               "images_per_second": rate(lambda b=batch: perturber.perturb_array(b), len(batch))}
+               "images_per_second": rate(lambda b=batch, p=perturber: p.perturb_array(b),
+                                         len(batch))}
         binding = session.io_binding()  # input and output stay on the GPU
         binding.bind_ortvalue_input(INPUT_NAME, ort.OrtValue.ortvalue_from_numpy(batch, "cuda", 0))
         binding.bind_output(OUTPUT_NAME, "cuda")
         row["io_binding_images_per_second"] = rate(
-            lambda binding=binding: session.run_with_iobinding(binding), len(batch))
+            lambda b=binding, s=session: s.run_with_iobinding(b), len(batch))
         pixels = batch.shape[0] * batch.shape[2] * batch.shape[3]
         row["megapixels_per_second"] = row["images_per_second"] * pixels / len(batch) / 1e6
         result["array"][f"{precision}_{name}"] = row
