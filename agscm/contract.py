@@ -6,6 +6,7 @@ Imports nothing heavy: both sides, and `agscm info`, read the names and metadata
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +30,7 @@ REQUIRED_KEYS = (
     "config",
 )
 PRECISIONS = ("fp32", "fp16", "int8")  # optional key `precision`; absent means fp32
+NORMS = ("linf", "l2")
 SUPPORTED_CHANNELS = {1: "L", 3: "RGB"}  # model channels -> the Pillow mode images convert to
 
 
@@ -47,6 +49,29 @@ class GeneratorMetadata:
     lambda_gradcam: float
     config: dict[str, Any]
     precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        """Refuse values the runtime cannot honour (ValueError naming the field): a model
+        whose bound is NaN, negative or of an unknown norm must not run at all."""
+        if not isinstance(self.channels, int) or self.channels < 1:
+            raise ValueError(f"channels must be a whole number >= 1, got {self.channels!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"unknown norm {self.norm!r} (expected one of {', '.join(NORMS)})")
+        if not (isinstance(self.eps, (int, float)) and math.isfinite(self.eps) and self.eps > 0):
+            raise ValueError(f"eps must be a finite number > 0, got {self.eps!r}")
+        if self.norm == "linf" and self.eps > 1:
+            raise ValueError(f"an L-inf eps must be <= 1 on [0,1] pixels, got {self.eps!r}")
+        if len(self.train_size) != 2 or min(self.train_size) < 1:
+            raise ValueError(f"train_size must be two sides >= 1, got {list(self.train_size)}")
+        if self.size_multiple < 1:
+            raise ValueError(f"size_multiple must be >= 1, got {self.size_multiple}")
+        if not (math.isfinite(self.lambda_gradcam) and self.lambda_gradcam >= 0):
+            raise ValueError(f"lambda must be a finite number >= 0, got {self.lambda_gradcam!r}")
+        if not all(isinstance(name, str) for name in self.source_models):
+            raise ValueError("source_models must be a list of names")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r} "
+                             f"(expected one of {', '.join(PRECISIONS)})")
 
     def to_props(self) -> dict[str, str]:
         """Flatten to the string map stored in ONNX `metadata_props`."""
@@ -70,8 +95,6 @@ class GeneratorMetadata:
         missing = [key for key in REQUIRED_KEYS if key not in props]
         if missing:
             raise ValueError(f"missing agscm metadata keys: {', '.join(missing)}")
-        if props.get("precision", "fp32") not in PRECISIONS:
-            raise ValueError(f"unknown precision {props['precision']!r} in agscm metadata")
         try:
             height, width = json.loads(props["train_size"])
             return cls(
@@ -88,4 +111,4 @@ class GeneratorMetadata:
                 precision=props.get("precision", "fp32"),
             )
         except (ValueError, TypeError) as exc:
-            raise ValueError(f"malformed agscm metadata: {exc}") from None
+            raise ValueError(f"bad agscm metadata: {exc}") from None

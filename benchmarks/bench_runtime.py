@@ -1,33 +1,38 @@
-"""Runtime benchmark: onnxruntime vs PyTorch eager, folder throughput, crafting speed, memory.
+"""Runtime benchmark: this checkout against an earlier version side by side, and the engine parts.
 
-    python benchmarks/bench_runtime.py [--checkpoint runs/mnist-gen.safetensors --zoo runs/zoo]
+    python benchmarks/bench_runtime.py [--baseline 171fe7a] [--repeats 3] [--photos 50]
         [--out benchmarks/results/runtime.json]
 
-On `--threads` cores (default 2) it measures, for the same generator:
-1. inference: onnxruntime (the runtime's session options) vs torch eager, same threads and batch;
-2. end to end: `agscm perturb` folder -> folder in a child process, images/s for the CIFAR-10
-   test JPEGs (32x32, unpacked to a temp folder outside the repo) and MNIST test digits
-   written as PNG, with the child's peak RSS (RUSAGE_CHILDREN of a small launcher); the
-   fp32 runs are repeated with the output folder on tmpfs (/dev/shm) where there is one,
-   which separates the pipeline's speed from the disk's cost of creating files;
-3. crafting: the generator vs PGD-10 and ATA (10 steps) on the same MNIST test images,
-   source model and eps;
-and fp16 / int8 variants beside fp32. Without --checkpoint the generators have random
-weights (speed does not depend on what they learned; the JSON says so) and the crafting
-source is a MNIST CNN trained for one epoch on 2,000 images.
+In one run, on the same machine and model (the default 3-channel CIFAR-10 generator, random
+weights: speed does not depend on what a generator learned):
+1. folder -> folder, `agscm perturb` of the baseline commit and of this checkout, each
+   installed alone (base install, no torch) in its own fresh venv, runs interleaved
+   (baseline, new, baseline, new, ...) so both see the same load: the 10,000 CIFAR-10 test
+   JPEGs (32x32) and `--photos` 1920x1080 photos. The photos are real data: each is 32
+   CIFAR-10 test images upscaled (bicubic) to 240x270 and tiled 8x4, saved as JPEG q90.
+   Per run: images/s (wall clock of the command, start-up included), CPU seconds of the
+   whole process tree, and peak memory sampled every 20 ms: the sum of RSS over the process
+   tree (the bar's measure) and the largest single process;
+2. the array API: `Perturber.perturb_array` against a bare onnxruntime session with the
+   same options on the same batch (32x32 batch 256, and one 1080p image);
+3. the generator alone in onnxruntime vs PyTorch eager, batch 64 and 256, 1 and 2 threads
+   (fp16/int8 variants beside fp32);
+4. PNG compression levels on the perturbed photos: encode time and bytes;
+5. crafting: the generator vs PGD-10 and ATA-10 on 500 MNIST test images.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -40,21 +45,21 @@ from PIL import Image
 
 from agscm import __version__
 from agscm.attacks.registry import make_attack
-from agscm.contract import SIZE_MULTIPLE, GeneratorMetadata
+from agscm.contract import INPUT_NAME, OUTPUT_NAME, SIZE_MULTIPLE, GeneratorMetadata
 from agscm.data import load_split
 from agscm.data.budget import default_eps
 from agscm.export.onnx_export import ContractModule, export_generator
 from agscm.export.variants import to_fp16, to_int8
 from agscm.models.generator import Generator, GeneratorConfig
-from agscm.models.generator_checkpoint import load_generator
 from agscm.models.registry import load_classifier
-from agscm.runtime import GeneratorModel
+from agscm.runtime import GeneratorModel, Perturber
+from agscm.runtime.png import encode_png
+from agscm.runtime.session import session_options
 from agscm.train.zoo import ZooConfig, train_classifier
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("AGSCM_DATA", REPO.parent / "shared" / "data"))
 PRECISIONS = ("fp32", "fp16", "int8")
-TMPFS = Path("/dev/shm")
 
 
 def median_seconds(function, repeats: int) -> float:
@@ -68,15 +73,11 @@ def median_seconds(function, repeats: int) -> float:
     return float(np.median(times))
 
 
-def generator_for(channels: int, checkpoint: Path | None) -> tuple[Generator, str]:
-    """The checkpoint's generator when its channels fit, else the default architecture untrained."""
-    if checkpoint is not None:
-        generator, meta, _ = load_generator(checkpoint)
-        if generator.config.channels == channels:
-            return generator, f"checkpoint {checkpoint}"
+# --- models and data ------------------------------------------------------------------------
+
+def default_generator(channels: int) -> Generator:
     torch.manual_seed(0)
-    config = GeneratorConfig(channels=channels, eps=default_eps(channels))
-    return Generator(config).eval(), "random weights (untrained), default architecture"
+    return Generator(GeneratorConfig(channels=channels, eps=default_eps(channels))).eval()
 
 
 def write_models(generator: Generator, folder: Path, calibration: np.ndarray) -> dict[str, Path]:
@@ -98,74 +99,240 @@ def write_models(generator: Generator, folder: Path, calibration: np.ndarray) ->
     return paths
 
 
-def inference(generator: Generator, paths: dict[str, Path], images: np.ndarray, threads: int,
-              repeats: int) -> dict:
-    """Seconds per batch: torch eager vs onnxruntime, same generator, batch and threads."""
-    torch.set_num_threads(threads)
-    module = ContractModule(generator).eval()
-    batch = torch.from_numpy(images)
-    with torch.inference_mode():
-        torch_s = median_seconds(lambda: module(batch), repeats)
-    row = {"batch": list(images.shape), "torch_eager_ms": 1000 * torch_s,
-           "load_average_1min": os.getloadavg()[0]}
-    for precision, path in paths.items():
-        model = GeneratorModel(path, device="cpu", threads=threads)
-        seconds = median_seconds(lambda model=model: model.run(images), repeats)
-        row[f"onnxruntime_{precision}_ms"] = 1000 * seconds
-        row[f"onnxruntime_{precision}_speedup_vs_torch"] = torch_s / seconds
-    return row
+def write_benchmark_model(path: Path) -> None:
+    """The default 3-channel generator (random weights) as `path` and its fp16 variant."""
+    with tempfile.TemporaryDirectory() as work:
+        sample = np.random.default_rng(0).random((32, 3, 32, 32), dtype=np.float32)
+        paths = write_models(default_generator(3), Path(work), sample)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        paths["fp32"].replace(path)
+        paths["fp16"].replace(path.with_name(f"{path.stem}.fp16{path.suffix}"))
+    print(f"wrote {path} and {path.with_name(f'{path.stem}.fp16{path.suffix}')}")
 
 
-# A forked child's peak RSS counts the parent's pages it held before exec (this process has
-# torch loaded), so `agscm perturb` is started by a small launcher and measured there.
-LAUNCHER = """
-import resource, subprocess, sys
-code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stdout)
-sys.exit(code)
-"""
+def cifar_folder(archive: Path, target: Path, limit: int) -> Path:
+    """The first `limit` CIFAR-10 test JPEGs (class folders kept) unpacked into `target`."""
+    with tarfile.open(archive) as tar:
+        members = [m for m in tar if m.isfile() and m.name.startswith("test/")][:limit]
+        tar.extractall(target, members=members, filter="data")
+    return target / "test"
 
 
-def perturb_folder_child(model: Path, source: Path, threads: int,
-                         out_parent: Path | None = None) -> dict:
-    """`agscm perturb` in a child process: its own images/s, wall time, and peak RSS."""
-    with tempfile.TemporaryDirectory(prefix="agscm-bench-out-", dir=out_parent) as out:
-        command = [sys.executable, "-c", LAUNCHER, sys.executable, "-c",
-                   "from agscm.cli import main; main()", "perturb", str(source), out,
-                   "--model", str(model), "--device", "cpu"]
-        start = time.perf_counter()
-        result = subprocess.run(command, capture_output=True, text=True,
-                                env={**os.environ, "AGSCM_THREADS": str(threads)})
-        wall = time.perf_counter() - start
-    match = re.search(r"(\d+) ok.* in ([\d.]+) s \((\d+) images/s\)", result.stderr)
-    if result.returncode != 0 or match is None:
-        raise SystemExit(f"agscm perturb failed:\n{result.stderr}")
-    return {"images": int(match[1]), "run_seconds": float(match[2]),
-            "images_per_second": int(match[3]), "wall_seconds_with_startup": wall,
-            "peak_rss_mb": int(result.stdout) / 1024, "load_average_1min": os.getloadavg()[0]}
+def photo_folder(cifar: Path, target: Path, count: int) -> Path:
+    """`count` 1920x1080 JPEG photos, each 32 distinct CIFAR-10 test images upscaled (bicubic)
+    to 240x270 and tiled 8 wide, 4 high."""
+    target.mkdir(parents=True)
+    sources = sorted(cifar.rglob("*.jpg"), key=lambda p: (p.name, p.parent.name))
+    for index in range(count):
+        photo = Image.new("RGB", (1920, 1080))
+        for slot, path in enumerate(sources[32 * index:32 * index + 32]):
+            tile = Image.open(path).convert("RGB").resize((240, 270), Image.BICUBIC)
+            photo.paste(tile, ((slot % 8) * 240, (slot // 8) * 270))
+        photo.save(target / f"photo{index:03d}.jpg", quality=90)
+    return target
 
 
-def folder_benchmarks(paths_by_data: dict[str, dict[str, Path]], folders: dict[str, Path],
-                      threads: int) -> dict:
-    runs = [(name, precision, None) for name, paths in paths_by_data.items()
-            for precision in paths]
-    if TMPFS.is_dir():  # the same fp32 runs writing to memory: the pipeline without the disk
-        runs += [(name, "fp32", TMPFS) for name in paths_by_data]
+# --- two installs side by side --------------------------------------------------------------
+
+def base_venv(source: Path, target: Path) -> Path:
+    """A fresh venv with `source` installed alone (the base install: no torch, no onnx)."""
+    subprocess.run([sys.executable, "-m", "venv", str(target)], check=True)
+    python = target / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", str(source)], check=True,
+                   stdout=subprocess.DEVNULL)
+    blocked = subprocess.run([str(python), "-c", "import torch"], capture_output=True)
+    if blocked.returncode == 0:
+        raise SystemExit(f"{target}: torch is importable in what should be a base install")
+    return target / "bin" / "agscm"
+
+
+def checkout_copy(revision: str | None, target: Path) -> Path:
+    """The tree of `revision` (None: this working tree, tracked and new files) in `target`."""
+    target.mkdir(parents=True)
+    if revision is None:
+        files = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others",
+                                "--exclude-standard"], capture_output=True, check=True).stdout
+        listing = subprocess.Popen(["tar", "--null", "--ignore-failed-read", "-T", "-", "-cf",
+                                    "-"], cwd=REPO, stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE)
+        archive = listing.communicate(files)[0]
+    else:
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", revision],
+                                 capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-xf", "-", "-C", str(target)], input=archive, check=True)
+    return target
+
+
+def _tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (Linux /proc)."""
+    found, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as handle:
+                    stack.extend(int(child) for child in handle.read().split())
+        except OSError:
+            continue
+    return found
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def timed_perturb(agscm: Path, source: Path, model: Path, work: Path) -> dict:
+    """One `agscm perturb` run: wall time, CPU of the process tree, peak memory."""
+    out = Path(tempfile.mkdtemp(prefix="out-", dir=work))
+    before = os.times()
+    start = time.perf_counter()
+    process = subprocess.Popen([str(agscm), "perturb", str(source), str(out), "--model",
+                                str(model), "--device", "cpu"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak_sum, peak_one, done = 0.0, 0.0, threading.Event()
+
+    def sample() -> None:
+        nonlocal peak_sum, peak_one
+        while not done.is_set():
+            sizes = [_rss_mb(pid) for pid in _tree(process.pid)]
+            peak_sum, peak_one = max(peak_sum, sum(sizes)), max(peak_one, max(sizes))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    _, stderr = process.communicate()
+    wall = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    after = os.times()
+    if process.returncode != 0:
+        raise SystemExit(f"{agscm} perturb failed:\n{stderr}")
+    images = sum(1 for path in out.rglob("*.png"))
+    output_bytes = sum(path.stat().st_size for path in out.rglob("*.png"))
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    return {"images": images, "wall_seconds": wall, "images_per_second": images / wall,
+            "cpu_seconds": (after.children_user - before.children_user)
+                           + (after.children_system - before.children_system),
+            "peak_rss_sum_mb": peak_sum, "peak_rss_largest_process_mb": peak_one,
+            "output_mb": output_bytes / 1e6, "load_average_1min": os.getloadavg()[0]}
+
+
+def side_by_side(installs: dict[str, Path], folders: dict[str, Path], model: Path,
+                 repeats: int, work: Path) -> dict:
+    """Each workload, each install, `repeats` times, interleaved; medians and ratios."""
+    results: dict = {}
+    for workload, folder in folders.items():
+        runs: dict[str, list[dict]] = {name: [] for name in installs}
+        for repeat in range(repeats):
+            for name, agscm in installs.items():
+                row = timed_perturb(agscm, folder, model, work)
+                runs[name].append(row)
+                print(f"  {workload} {name} run {repeat + 1}: {row['images_per_second']:.1f} "
+                      f"images/s, {row['cpu_seconds']:.1f} CPU s, peak RSS "
+                      f"{row['peak_rss_sum_mb']:.0f} MB (sum), load "
+                      f"{row['load_average_1min']:.1f}", flush=True)
+        summary = {name: {key: float(np.median([row[key] for row in rows]))
+                          for key in rows[0]} for name, rows in runs.items()}
+        baseline, new = (summary[name] for name in installs)
+        results[workload] = {
+            "runs": runs, "median": summary,
+            "speedup_images_per_second": new["images_per_second"]
+                                         / baseline["images_per_second"],
+            "speedup_per_run": [n["images_per_second"] / b["images_per_second"]
+                                for b, n in zip(*runs.values(), strict=True)],
+            "cpu_seconds_ratio": baseline["cpu_seconds"] / new["cpu_seconds"],
+            "max_peak_rss_sum_mb": {name: max(row["peak_rss_sum_mb"] for row in rows)
+                                    for name, rows in runs.items()}}
+        print(f"  {workload}: {results[workload]['speedup_images_per_second']:.2f}x images/s "
+              f"(median of {repeats}), {results[workload]['cpu_seconds_ratio']:.2f}x less CPU",
+              flush=True)
+    return results
+
+
+# --- the engine's parts ---------------------------------------------------------------------
+
+def array_api(model: Path, batches: dict[str, np.ndarray], repeats: int) -> dict:
+    """perturb_array against a bare session with the same options, interleaved."""
+    threads = os.cpu_count() or 1
+    bare = onnxruntime.InferenceSession(str(model), session_options(threads),
+                                        providers=["CPUExecutionProvider"])
+    perturber = Perturber(model, device="cpu", threads=threads)
     rows = {}
-    for name, precision, out_parent in runs:
-        row = perturb_folder_child(paths_by_data[name][precision], folders[name], threads,
-                                   out_parent)
-        label = f"{name}_{precision}" + ("_out_on_tmpfs" if out_parent else "")
-        rows[label] = row
-        print(f"  {label}: {row['images_per_second']} images/s ({row['images']} images), "
-              f"peak RSS {row['peak_rss_mb']:.0f} MB, load {row['load_average_1min']:.1f}")
-    rows["peak_rss_mb_max"] = max(row["peak_rss_mb"] for row in rows.values())
+    for name, batch in batches.items():
+        bare_times, api_times = [], []
+        for _ in range(repeats):
+            bare_times.append(median_seconds(
+                lambda batch=batch: bare.run([OUTPUT_NAME], {INPUT_NAME: batch}), 1))
+            api_times.append(median_seconds(lambda batch=batch: perturber.perturb_array(batch), 1))
+        bare_s, api_s = float(np.median(bare_times)), float(np.median(api_times))
+        rows[name] = {"batch": list(batch.shape), "bare_session_images_per_second":
+                      len(batch) / bare_s, "perturb_array_images_per_second": len(batch) / api_s,
+                      "megapixels_per_second": batch[:, 0].size / bare_s / 1e6,
+                      "perturb_array_vs_bare": bare_s / api_s}
+        print(f"  {name}: perturb_array {rows[name]['perturb_array_vs_bare']:.1%} of the bare "
+              f"session ({rows[name]['bare_session_images_per_second']:.1f} images/s, "
+              f"{rows[name]['megapixels_per_second']:.2f} MP/s)", flush=True)
+    return rows
+
+
+def inference(generator: Generator, paths: dict[str, Path], images: np.ndarray,
+              repeats: int) -> list[dict]:
+    """Per batch: torch eager vs onnxruntime, same generator, batch and threads."""
+    module = ContractModule(generator).eval()
+    rows = []
+    for batch_size in (64, 256):
+        batch = np.ascontiguousarray(np.resize(images, (batch_size, *images.shape[1:])))
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            tensor = torch.from_numpy(batch)
+            with torch.inference_mode():
+                torch_s = median_seconds(lambda tensor=tensor: module(tensor), repeats)
+            row = {"batch": list(batch.shape), "threads": threads,
+                   "torch_eager_ms": 1000 * torch_s, "load_average_1min": os.getloadavg()[0]}
+            for precision, path in paths.items():
+                model = GeneratorModel(path, device="cpu", threads=threads)
+                seconds = median_seconds(lambda model=model, b=batch: model.run(b), repeats)
+                row[f"onnxruntime_{precision}_ms"] = 1000 * seconds
+                row[f"onnxruntime_{precision}_speedup_vs_torch"] = torch_s / seconds
+            rows.append(row)
+            print(f"  batch {batch_size}, {threads} thread(s): torch {torch_s * 1000:.1f} ms, "
+                  + ", ".join(f"{p} {row[f'onnxruntime_{p}_speedup_vs_torch']:.2f}x"
+                              for p in PRECISIONS), flush=True)
+    return rows
+
+
+def png_levels(photo: Path, model: Path) -> dict:
+    """Encode one perturbed photo at each level: milliseconds and bytes (Pillow's level 6,
+    what the baseline writes, beside)."""
+    perturber = Perturber(model, device="cpu")
+    values = np.asarray(perturber.perturb_image(Image.open(photo)))
+    rows = {}
+    for level in (0, 1, 3, 6, 9):
+        seconds = median_seconds(lambda level=level: encode_png(values, level), 3)
+        rows[f"level_{level}"] = {"ms": 1000 * seconds,
+                                  "bytes": len(encode_png(values, level))}
+    buffer = io.BytesIO()
+    seconds = median_seconds(lambda: Image.fromarray(values).save(io.BytesIO(), "PNG"), 3)
+    Image.fromarray(values).save(buffer, "PNG")
+    rows["pillow_level_6"] = {"ms": 1000 * seconds, "bytes": len(buffer.getvalue())}
+    for name, row in rows.items():
+        row["bytes_vs_pillow"] = row["bytes"] / rows["pillow_level_6"]["bytes"]
+        print(f"  {name}: {row['ms']:.0f} ms, {row['bytes'] / 1e6:.2f} MB "
+              f"({row['bytes_vs_pillow']:.2f}x Pillow's level 6)", flush=True)
     return rows
 
 
 def crafting(generator: Generator, model_path: Path, source: torch.nn.Module, count: int,
              threads: int) -> dict:
-    """Seconds per image for the generator vs PGD-10 and ATA on the same images, source, eps."""
+    """Seconds for the generator vs PGD-10 and ATA-10 on the same images, source and eps."""
     torch.set_num_threads(threads)
     test = load_split(DATA / "mnist", "test").subset(count)
     pixels = test.as_float()
@@ -174,114 +341,84 @@ def crafting(generator: Generator, model_path: Path, source: torch.nn.Module, co
     model = GeneratorModel(model_path, device="cpu", threads=threads)
     rows = {"images": count, "eps": eps,
             "generator_onnxruntime_s": median_seconds(lambda: model.run(pixels), 3)}
-    module = ContractModule(generator).eval()
-    with torch.inference_mode():
-        rows["generator_torch_s"] = median_seconds(lambda: module(images), 3)
     torch.manual_seed(0)
     for name in ("pgd", "ata"):
         attack = make_attack(name, source, eps, channels=1, steps=10)
         start = time.perf_counter()
-        adversarial = attack(images, labels)
+        attack(images, labels)
         rows[f"{name}10_s"] = time.perf_counter() - start
-        rows[f"{name}10_source_acc"] = float((source(adversarial).argmax(1) == labels)
-                                              .float().mean())
         rows[f"speedup_vs_{name}10"] = rows[f"{name}10_s"] / rows["generator_onnxruntime_s"]
-    with torch.no_grad():
-        adversarial = torch.from_numpy(model.run(pixels))
-        rows["generator_source_acc"] = float((source(adversarial).argmax(1) == labels)
-                                             .float().mean())
     return rows
-
-
-def cifar_folder(archive: Path, target: Path, limit: int) -> Path:
-    """Unpack the first `limit` CIFAR-10 test JPEGs (class folders kept) into `target`."""
-    with tarfile.open(archive) as tar:
-        members = [m for m in tar if m.isfile() and m.name.startswith("test/")][:limit]
-        tar.extractall(target, members=members, filter="data")
-    return target / "test"
-
-
-def folder_sample(folder: Path, count: int) -> np.ndarray:
-    """The first `count` JPEGs of a folder as float32 NCHW in [0, 1]."""
-    files = sorted(folder.rglob("*.jpg"))[:count]
-    pixels = np.stack([np.asarray(Image.open(path).convert("RGB")) for path in files])
-    return pixels.transpose(0, 3, 1, 2).astype(np.float32) / 255
-
-
-def mnist_folder(target: Path, limit: int) -> Path:
-    test = load_split(DATA / "mnist", "test").subset(limit)
-    for index, (image, label) in enumerate(zip(test.images[:, 0], test.labels, strict=True)):
-        folder = target / str(label)
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(folder / f"{index:05d}.png")
-    return target
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--checkpoint", type=Path, help="generator checkpoint to measure")
-    parser.add_argument("--zoo", type=Path, help="zoo holding the checkpoint's source model")
+    parser.add_argument("--baseline", default="171fe7a", help="git revision to compare with")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/runtime.json")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--images", type=int, default=10_000, help="images per folder run")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--images", type=int, default=10_000, help="CIFAR-10 test JPEGs")
+    parser.add_argument("--photos", type=int, default=50)
     parser.add_argument("--craft-images", type=int, default=500)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--write-model", type=Path, metavar="G.onnx",
+                        help="only write the benchmark generator (fp32, and fp16 beside it as "
+                             "G.fp16.onnx) for benchmarks/gpu_check.sh, then stop")
     args = parser.parse_args()
+    if args.write_model is not None:
+        write_benchmark_model(args.write_model)
+        return
 
-    results: dict = {"agscm_version": __version__, "threads": args.threads,
-                     "cpu_count": os.cpu_count(),
-                     "note": "a shared machine: other jobs' load (load_average_1min) slows every "
-                             "number here, torch's multi-threaded kernels most of all",
-                     "platform": platform.platform(), "torch": torch.__version__,
-                     "onnxruntime": onnxruntime.__version__}
+    results: dict = {
+        "agscm_version": __version__, "cpu_count": os.cpu_count(), "baseline": args.baseline,
+        "platform": platform.platform(), "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "note": "a shared machine: other jobs' load (load_average_1min) slows every number; "
+                "the side-by-side runs are interleaved so both versions see the same load"}
     with tempfile.TemporaryDirectory(prefix="agscm-bench-") as work_dir:
         work = Path(work_dir)
-        folders = {"cifar10": cifar_folder(DATA / "cifar10-jpeg.tar.gz", work / "cifar",
-                                           args.images),
-                   "mnist": mnist_folder(work / "mnist", args.images)}
-        samples = {"cifar10": folder_sample(folders["cifar10"], 256),  # int8 calibration too
-                   "mnist": load_split(DATA / "mnist", "train").subset(256).as_float()}
-        generators, paths, results["generators"] = {}, {}, {}
-        for name, channels in (("cifar10", 3), ("mnist", 1)):
-            generators[name], origin = generator_for(channels, args.checkpoint)
-            paths[name] = write_models(generators[name], work, samples[name])
-            results["generators"][name] = {"origin": origin,
-                                           "config": asdict(generators[name].config)}
+        cifar = cifar_folder(DATA / "cifar10-jpeg.tar.gz", work / "cifar", args.images)
+        folders = {"cifar10_32x32": cifar,
+                   "photos_1920x1080": photo_folder(cifar, work / "photos", args.photos)}
+        sample = np.stack([np.asarray(Image.open(p).convert("RGB"))
+                           for p in sorted(cifar.rglob("*.jpg"))[:256]])
+        sample = sample.transpose(0, 3, 1, 2).astype(np.float32) / 255
+        generator = default_generator(3)
+        paths = write_models(generator, work, sample)
+        results["generator"] = asdict(generator.config) | {"weights": "random (untrained)"}
 
-        print(f"inference, batch {args.batch}, {args.threads} threads:")
-        results["inference"] = {}
-        for name in paths:
-            size = samples[name].shape[-1]
-            row = inference(generators[name], paths[name], samples[name][:args.batch],
-                            args.threads, args.repeats)
-            results["inference"][name] = row
-            print(f"  {name} {size}x{size}: torch {row['torch_eager_ms']:.1f} ms, onnxruntime "
-                  + ", ".join(f"{p} {row[f'onnxruntime_{p}_ms']:.1f} ms "
-                              f"({row[f'onnxruntime_{p}_speedup_vs_torch']:.1f}x)"
-                              for p in PRECISIONS))
+        print(f"installing {args.baseline} and this checkout in fresh base venvs", flush=True)
+        installs = {name: base_venv(checkout_copy(revision, work / f"src-{name}"),
+                                    work / f"venv-{name}")
+                    for name, revision in (("baseline", args.baseline), ("new", None))}
+        print("folder -> folder, interleaved:", flush=True)
+        results["folder"] = side_by_side(installs, folders, paths["fp32"], args.repeats, work)
 
-        print("folder -> folder (agscm perturb in a child process):")
-        results["folder"] = folder_benchmarks(paths, folders, args.threads)
+        print("array API vs bare session:", flush=True)
+        photo = np.asarray(Image.open(next(folders["photos_1920x1080"].glob("*.jpg"))))
+        results["array_api"] = array_api(paths["fp32"], {
+            "32x32_batch256": np.ascontiguousarray(sample),
+            "1080p_batch1": np.ascontiguousarray(photo.transpose(2, 0, 1)[None], np.float32)
+                            / np.float32(255)}, args.repeats * 3)
+        print("generator: onnxruntime vs torch eager:", flush=True)
+        results["inference_cifar10"] = inference(generator, paths, sample[:64], 5)
+        print("PNG levels on a perturbed photo:", flush=True)
+        results["png_levels_1080p"] = png_levels(
+            next(folders["photos_1920x1080"].glob("*.jpg")), paths["fp32"])
 
-        if args.checkpoint is not None and args.zoo is not None:
-            _, meta, _ = load_generator(args.checkpoint)
-            source, _ = load_classifier(meta["sources"][0], args.zoo)
-            results["crafting_source"] = meta["sources"][0]
-        else:
-            torch.set_num_threads(1)
-            path = train_classifier(ZooConfig(data=str(DATA / "mnist"), epochs=1,
-                                              train_limit=2000), work / "src.safetensors",
-                                    test_limit=500)
-            source, _ = load_classifier(path)
-            results["crafting_source"] = "MNIST CNN, 1 epoch on 2,000 images (quick)"
-        results["crafting"] = crafting(generators["mnist"], paths["mnist"]["fp32"], source,
-                                       args.craft_images, args.threads)
+        torch.set_num_threads(1)
+        mnist_generator = default_generator(1)
+        mnist_paths = write_models(mnist_generator, work,
+                                   load_split(DATA / "mnist", "train").subset(256).as_float())
+        source_path = train_classifier(ZooConfig(data=str(DATA / "mnist"), epochs=1,
+                                                 train_limit=2000), work / "src.safetensors",
+                                       test_limit=500)
+        source, _ = load_classifier(source_path)
+        print("crafting:", flush=True)
+        results["crafting"] = crafting(mnist_generator, mnist_paths["fp32"], source,
+                                       args.craft_images, 2)
         craft = results["crafting"]
-        print(f"crafting {args.craft_images} MNIST images at eps {craft['eps']:.3g}: generator "
-              f"(onnxruntime) {craft['generator_onnxruntime_s']:.3f} s, PGD-10 "
+        print(f"  generator {craft['generator_onnxruntime_s']:.3f} s, PGD-10 "
               f"{craft['pgd10_s']:.2f} s ({craft['speedup_vs_pgd10']:.0f}x), ATA-10 "
-              f"{craft['ata10_s']:.2f} s ({craft['speedup_vs_ata10']:.0f}x)")
+              f"{craft['ata10_s']:.2f} s ({craft['speedup_vs_ata10']:.0f}x)", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")

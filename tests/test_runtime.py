@@ -19,12 +19,15 @@ from agscm.errors import AgscmError
 from agscm.runtime import FolderOptions, Perturber
 from agscm.runtime.arrays import distortion, pad_to_multiple, quantize
 from agscm.runtime.files import (
+    NAME_MAX,
+    TEMP_SUFFIX,
     atomic_path,
     check_destination,
-    output_names,
+    output_name,
     parse_shard,
-    temp_path,
+    temp_name,
     walk,
+    write_atomic,
 )
 from agscm.runtime.images import ImageError, NotAnImage, read_image
 from agscm.runtime.session import (
@@ -248,12 +251,17 @@ def test_empty_truncated_and_foreign_files(tmp_path: Path) -> None:
 
 # --- the file system ------------------------------------------------------------------------
 
-def test_output_names_keep_colliding_inputs_apart() -> None:
-    names = output_names([Path("a.jpg"), Path("a.png"), Path("b.JPG"), Path("b.jpeg"),
-                          Path("d/c.tif")], ".png")
-    assert names == {Path("a.jpg"): Path("a.jpg.png"), Path("a.png"): Path("a.png"),
-                     Path("b.JPG"): Path("b.png"), Path("b.jpeg"): Path("b.jpeg.png"),
-                     Path("d/c.tif"): Path("d/c.png")}
+def test_output_names_are_injective_and_fit() -> None:
+    inputs = [Path("a.jpg"), Path("a.png"), Path("a"), Path("a.jpg.png"), Path("b.JPG"),
+              Path("d/c.tif")]
+    names = [output_name(path, ".png") for path in inputs]
+    assert names == [Path("a.jpg.png"), Path("a.png.png"), Path("a.png"),
+                     Path("a.jpg.png.png"), Path("b.JPG.png"), Path("d/c.tif.png")]
+    long_names = [Path("x" * length + ".jpg") for length in range(240, 252)]
+    outputs = [output_name(path, ".png") for path in long_names]
+    assert len(set(outputs)) == len(outputs)  # still injective where the hash takes over
+    assert all(len(out.name.encode()) <= NAME_MAX and out.suffix == ".png" for out in outputs)
+    assert all(len(temp_name(out.name)) < len(out.name) for out in outputs)
 
 
 def test_parse_shard() -> None:
@@ -265,10 +273,16 @@ def test_parse_shard() -> None:
 
 def test_output_inside_or_equal_to_input_is_refused(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
-    for out in (tmp_path / "in", tmp_path / "in" / "out", tmp_path / "in" / "."):
+    for out in (tmp_path / "in" / "out", tmp_path / "in" / "a" / ".."/ "b"):
         with pytest.raises(AgscmError, match="inside the input folder"):
             check_destination(tmp_path / "in", out)
         check_destination(tmp_path / "in", out, allow_inside=True)
+    for out in (tmp_path / "in", tmp_path / "in" / "."):  # never, even when allowed
+        with pytest.raises(AgscmError, match="is the input folder"):
+            check_destination(tmp_path / "in", out, allow_inside=True)
+    os.symlink(tmp_path / "in", tmp_path / "alias")
+    with pytest.raises(AgscmError, match="is the input folder"):
+        check_destination(tmp_path / "in", tmp_path / "alias")
     check_destination(tmp_path / "in", tmp_path / "out")
     with pytest.raises(AgscmError, match="input folder not found"):
         check_destination(tmp_path / "missing", tmp_path / "out")
@@ -282,7 +296,7 @@ def test_walk_reports_loops_broken_links_and_special_files(tmp_path: Path) -> No
     os.symlink("missing", tmp_path / "gone")
     os.symlink("a/b", tmp_path / "alias")  # a plain folder link is followed
     os.mkfifo(tmp_path / "pipe")
-    found = {entry.relative.as_posix(): entry for entry in walk(tmp_path)}
+    found = {entry.relative.as_posix(): entry for entry in walk(tmp_path).entries}
     assert found["a/b/x.png"].problem is None and found["alias/x.png"].problem is None
     assert found["a/b/up"].problem.startswith("symlink loop")
     assert found["alias/up/b"].problem.startswith("symlink loop")  # alias/up is `a` again
@@ -297,10 +311,25 @@ def test_atomic_path_leaves_nothing_behind_on_error(tmp_path: Path) -> None:
         temp.write_bytes(b"half")
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
-    temp_path(target).write_bytes(b"stale from a killed run")
     with atomic_path(target) as temp:
         temp.write_bytes(b"done")
     assert list(tmp_path.iterdir()) == [target] and target.read_bytes() == b"done"
+
+
+def test_write_atomic_never_writes_through_a_planted_temp_name(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.jpg"
+    victim.write_bytes(b"precious")
+    (tmp_path / "out").mkdir()
+    os.symlink(victim, tmp_path / "out" / temp_name("a.png"))  # planted at the temp name
+    folder = os.open(tmp_path / "out", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        info = write_atomic(folder, "a.png", b"new bytes")
+    finally:
+        os.close(folder)
+    assert victim.read_bytes() == b"precious"
+    assert (tmp_path / "out" / "a.png").read_bytes() == b"new bytes"
+    assert info.st_size == 9 and sorted(os.listdir(tmp_path / "out")) == ["a.png"]
+    assert not list(tmp_path.rglob(f"*{TEMP_SUFFIX}"))
 
 
 # --- folders --------------------------------------------------------------------------------
@@ -311,7 +340,7 @@ def test_perturb_folder_writes_every_image_and_the_manifest(
     seen = []
     summary = Perturber(mnist_generator.onnx).perturb_folder(
         tmp_path / "in", tmp_path / "out", FolderOptions(batch_size=7), on_record=seen.append)
-    assert summary.counts == {"ok": 20, "exists": 0, "ignored": 0, "failed": 0}
+    assert summary.counts == {"ok": 20, "skipped": 0, "ignored": 0, "failed": 0}
     assert len(seen) == 20 and summary.max_linf <= 76 / 255
     rows = [json.loads(line) for line in (tmp_path / "out" / "manifest.jsonl").open()]
     assert {row["status"] for row in rows} == {"ok"} and len(rows) == 20
@@ -337,38 +366,55 @@ def test_a_batch_the_model_cannot_run_fails_only_its_files(
         return run(batch)
 
     monkeypatch.setattr(perturber.model, "run", out_of_memory)
-    summary = perturber.perturb_folder(tmp_path / "in", tmp_path / "out")
+    summary = perturber.perturb_folder(tmp_path / "in", tmp_path / "out",
+                                       FolderOptions(tile=0, workers=0))
     assert summary.counts["ok"] == 4 and summary.failed == 1
     assert summary.failures[0].input.endswith("big.png")
     assert "the model failed on this image (cannot allocate" in summary.failures[0].error
 
 
-def test_images_of_many_sizes_are_not_all_held_back(
-        mnist_generator: GeneratorFiles, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from agscm.runtime import folder
+def test_model_calls_stay_under_the_pixel_budget_whatever_the_sizes(
+        rgb_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mixed sizes, a photo larger than a tile: every model call holds <= BATCH_PIXELS, and a
+    tiled image is what perturb_image (the same tiles) gives."""
+    from agscm.runtime.batches import BATCH_PIXELS
 
-    monkeypatch.setattr(folder, "HOLD_PIXELS", 1000)
+    rng = np.random.default_rng(0)
+    sizes = [(20 + index, 30) for index in range(8)] + [(700, 1100)]
     (tmp_path / "in").mkdir()
-    for index in range(8):  # eight sizes, ~400 pixels each: no batch ever fills
-        Image.new("L", (20 + index, 20)).save(tmp_path / "in" / f"{index}.png")
-    read, decoded = folder.read_image, []
-
-    def counting_read(path: Path, *args: object) -> object:
-        decoded.append(path)
-        return read(path, *args)
-
-    perturber = Perturber(mnist_generator.onnx)
-    run, decoded_at_run = perturber.model.run, []
+    for index, (height, width) in enumerate(sizes):
+        Image.fromarray(rng.integers(0, 256, (height, width, 3), np.uint8)).save(
+            tmp_path / "in" / f"{index}.png")
+    perturber = Perturber(rgb_model)
+    run, calls = perturber.model.run, []
 
     def counting_run(batch: np.ndarray) -> np.ndarray:
-        decoded_at_run.append(len(decoded))
+        calls.append(batch.shape[0] * batch.shape[2] * batch.shape[3])
         return run(batch)
 
-    monkeypatch.setattr(folder, "read_image", counting_read)
     monkeypatch.setattr(perturber.model, "run", counting_run)
-    summary = perturber.perturb_folder(tmp_path / "in", tmp_path / "out", FolderOptions(workers=1))
-    assert summary.counts["ok"] == 8
-    assert decoded_at_run[0] < 8  # the model ran before the last image was decoded
+    summary = perturber.perturb_folder(tmp_path / "in", tmp_path / "out", FolderOptions(workers=0))
+    assert summary.counts["ok"] == 9
+    assert max(calls) <= BATCH_PIXELS and len(calls) > 9  # the photo went in tiles
+    photo = Image.open(tmp_path / "in" / "8.png")
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "8.png.png")),
+                                  np.asarray(perturber.perturb_image(photo)))
+
+
+def test_tiles_cover_the_image_once_and_stay_within_the_tile() -> None:
+    from agscm.runtime.tiles import MARGIN, tile_grid
+
+    for height, width, size in [(1080, 1920, 512), (513, 40, 512), (300, 200, 512),
+                                (2000, 999, 128), (50, 60, 0)]:
+        covered = np.zeros((height, width), int)
+        for tile in tile_grid(height, width, size):
+            top, bottom, left, right = tile.core
+            covered[top:bottom, left:right] += 1
+            r0, r1, c0, c1 = tile.region
+            assert r0 <= top and bottom <= r1 and c0 <= left and right <= c1
+            assert size == 0 or (r1 - r0 <= size and c1 - c0 <= size)
+            assert top - r0 in (0, MARGIN) and left - c0 in (0, MARGIN)  # real context
+        assert (covered == 1).all()
 
 
 def test_batching_does_not_change_the_output(mnist_generator: GeneratorFiles, mnist_dir: Path,
@@ -376,7 +422,155 @@ def test_batching_does_not_change_the_output(mnist_generator: GeneratorFiles, mn
     """Resumed runs batch differently; their outputs must still be the same bytes."""
     mnist_pngs(tmp_path / "in", mnist_dir, 12)
     perturber = Perturber(mnist_generator.onnx)
-    perturber.perturb_folder(tmp_path / "in", tmp_path / "one", FolderOptions(batch_size=1))
+    perturber.perturb_folder(tmp_path / "in", tmp_path / "one",
+                             FolderOptions(batch_size=1, workers=0))
     perturber.perturb_folder(tmp_path / "in", tmp_path / "all", FolderOptions(batch_size=64))
-    for path in (tmp_path / "one").glob("*.png"):
+    outputs = list((tmp_path / "one").glob("*.png"))
+    assert len(outputs) == 12
+    for path in outputs:
         assert path.read_bytes() == (tmp_path / "all" / path.name).read_bytes()
+
+
+# --- the contract, the manifest, the PNG writer ---------------------------------------------
+
+def _props(**changes: str) -> dict[str, str]:
+    from agscm.contract import GeneratorMetadata
+
+    good = GeneratorMetadata("0.1.0", 3, 8 / 255, "linf", (32, 32), 4, "cifar10", ["src"], 0.5,
+                             {}).to_props()
+    return {**good, **changes}
+
+
+@pytest.mark.parametrize(("key", "value", "words"), [
+    ("eps", "nan", "eps must be a finite number > 0"), ("eps", "-0.9", "eps must be"),
+    ("eps", "inf", "eps must be"), ("eps", "2", "L-inf eps must be <= 1"),
+    ("norm", "l7", "unknown norm 'l7'"), ("precision", "fp64", "unknown precision"),
+    ("lambda", "nan", "lambda must be"), ("train_size", "[0, 32]", "train_size"),
+    ("channels", "0", "channels must be"), ("size_multiple", "0", "size_multiple")])
+def test_the_contract_refuses_values_the_runtime_cannot_honour(key: str, value: str,
+                                                               words: str) -> None:
+    from agscm.contract import GeneratorMetadata
+
+    GeneratorMetadata.from_props(_props())  # the unchanged metadata is fine
+    with pytest.raises(ValueError, match=words):
+        GeneratorMetadata.from_props(_props(**{key: value}))
+
+
+def _record(name: str) -> str:
+    from agscm.runtime.manifest import FileRecord
+
+    return FileRecord(name, name + ".png", "ok").to_json() + "\n"
+
+
+def test_a_torn_last_manifest_line_is_cut_off_and_reported(tmp_path: Path) -> None:
+    from agscm.runtime.manifest import FileRecord, Manifest
+
+    path = tmp_path / "manifest.jsonl"
+    path.write_text(_record("a") + _record("b") + _record("c")[:30])
+    manifest = Manifest.open(path, str(tmp_path / "in"), set())
+    assert manifest.repaired and "torn" in manifest.repaired and set(manifest.latest) == {"a", "b"}
+    manifest.append([FileRecord("d", None, "failed", error="x")])
+    manifest.close()
+    assert [json.loads(line)["input"] for line in path.read_text().splitlines()] == ["a", "b", "d"]
+    path.write_text(_record("a") + "{not json}\n")  # a broken complete last line: cut too
+    manifest = Manifest.open(path, str(tmp_path / "in"), set())
+    assert "line 2 was torn" in manifest.repaired and path.read_text() == _record("a")
+    manifest.close()
+
+
+def test_a_broken_manifest_line_in_the_middle_is_an_error(tmp_path: Path) -> None:
+    from agscm.runtime.manifest import Manifest
+
+    path = tmp_path / "manifest.jsonl"
+    path.write_text(_record("a") + "garbage\n" + _record("b"))
+    with pytest.raises(AgscmError, match="line 2 is not a manifest record"):
+        Manifest.open(path, str(tmp_path / "in"), set())
+    assert path.read_text() == _record("a") + "garbage\n" + _record("b")  # left as it was
+
+
+def test_two_runs_cannot_share_a_manifest(tmp_path: Path) -> None:
+    from agscm.runtime.manifest import Manifest
+
+    first = Manifest.open(tmp_path / "m.jsonl", str(tmp_path / "in"), set())
+    with pytest.raises(AgscmError, match="another agscm perturb is writing"):
+        Manifest.open(tmp_path / "m.jsonl", str(tmp_path / "in"), set())
+    first.close()
+    Manifest.open(tmp_path / "m.jsonl", str(tmp_path / "in"), set()).close()
+
+
+def test_a_full_disk_stops_with_one_line_and_the_torn_line_is_repaired(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno as errno_module
+
+    from agscm.runtime import manifest as manifest_module
+    from agscm.runtime.manifest import FileRecord, Manifest
+
+    path = tmp_path / "manifest.jsonl"
+    manifest = Manifest.open(path, str(tmp_path / "in"), set())
+    manifest.append([FileRecord("a", "a.png", "ok")])
+    real_write = os.write
+
+    def disk_fills(descriptor: int, data: bytes) -> int:
+        real_write(descriptor, data[:17])  # part of the line fits, then the disk is full
+        monkeypatch.setattr(manifest_module.os, "write", _no_space)
+        return 17
+
+    def _no_space(descriptor: int, data: bytes) -> int:
+        raise OSError(errno_module.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(manifest_module.os, "write", disk_fills)
+    with pytest.raises(AgscmError, match="No space left on device.*rerun to resume"):
+        manifest.append([FileRecord("b", "b.png", "ok")])
+    manifest.close()
+    monkeypatch.undo()
+    again = Manifest.open(path, str(tmp_path / "in"), set())
+    assert again.repaired and set(again.latest) == {"a"}
+    again.close()
+    assert [json.loads(line)["input"] for line in path.read_text().splitlines()] == ["a"]
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+@pytest.mark.parametrize("level", [0, 1, 9])
+def test_the_png_writer_is_lossless(channels: int, level: int) -> None:
+    import io
+
+    from agscm.runtime.png import encode_png
+
+    rng = np.random.default_rng(channels)
+    for values in (rng.integers(0, 256, (37, 23, channels), np.uint8),
+                   np.full((5, 300, channels), 7, np.uint8), np.zeros((1, 1, channels), np.uint8)):
+        decoded = np.asarray(Image.open(io.BytesIO(encode_png(values, level))))
+        np.testing.assert_array_equal(decoded.reshape(values.shape), values)
+
+
+def test_perturb_array_hands_the_batch_over_without_a_copy(
+        rgb_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    perturber = Perturber(rgb_model)
+    seen = []
+    real_run = perturber.model.session.run
+
+    def spy(names: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        seen.append(feeds["image"])
+        return real_run(names, feeds)
+
+    monkeypatch.setattr(perturber.model.session, "run", spy)
+    batch = np.random.default_rng(0).random((4, 3, 32, 36), dtype=np.float32)
+    out = perturber.perturb_array(batch)
+    assert seen[0] is batch and out.shape == batch.shape and out.flags.c_contiguous
+
+
+@pytest.mark.parametrize(("option", "value", "words"), [
+    ("--max-pixels", "0", "max pixels must be >= 1"), ("--png-level", "10", "PNG level"),
+    ("--tile", "10", "tile must be 0"), ("--channels", "loose", "--channels 'loose'"),
+    ("--workers", "-1", "workers >= 0")])
+def test_bad_perturb_options_are_refused(rgb_model: Path, tmp_path: Path, option: str,
+                                         value: str, words: str) -> None:
+    from typer.testing import CliRunner
+
+    from agscm.cli import app
+
+    (tmp_path / "in").mkdir()
+    result = CliRunner().invoke(app, ["perturb", str(tmp_path / "in"), str(tmp_path / "out"),
+                                      "-m", str(rgb_model), option, value])
+    assert result.exit_code == 1 and words in result.output, result.output
+    assert not (tmp_path / "out").exists()

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from agscm.errors import one_line_errors
+from agscm.errors import AgscmError, one_line_errors
 
 Device = Annotated[str, typer.Option(help="auto (CUDA when available, else CPU), cpu, or cuda "
                                           "(fails when CUDA is not usable).")]
@@ -26,31 +26,46 @@ def perturb(
     device: Device = "auto",
     threads: Threads = None,
     fmt: Annotated[str, typer.Option("--format", help="png (lossless), tiff, bmp, webp or "
-                                                      "jpeg.")] = "png",
+                                                      "jpeg (lossy: may break eps).")] = "png",
     quality: Annotated[int, typer.Option(help="JPEG/WebP quality (1-100).")] = 95,
-    batch_size: Annotated[int, typer.Option(help="Images of one size per model call.")] = 64,
+    png_level: Annotated[int, typer.Option(
+        help="PNG compression: 1 (fast, the default), 6-9 (about 1% smaller, 10x slower), "
+             "0 (stored: fastest, twice the bytes).")] = 1,
+    batch_size: Annotated[int, typer.Option(help="Images (or tiles) of one size per model "
+                                                 "call.")] = 256,
     workers: Annotated[int | None, typer.Option(
-        help="Decode/encode threads (default: one per core, at least 2).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs that exist "
-                                                                "(default: skip them).")] = False,
+        help="Worker processes beside this one; each decodes, runs the model and encodes "
+             "(default: one per extra core; 0: all in this process).")] = None,
+    tile: Annotated[int, typer.Option(
+        help="Run images larger than this many pixels a side in overlapping tiles, so memory "
+             "stays bounded (0: whole images).")] = 512,
+    channels: Annotated[str, typer.Option(
+        help="convert: turn images into the model's channels, with a warning when colour "
+             "becomes grey; strict: refuse images whose colour does not match the model.")
+    ] = "convert",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Redo outputs the manifest "
+                                                                "records as done.")] = False,
     shard: Annotated[str, typer.Option(help="Take part i of n (0-based), e.g. 0/4.")] = "0/1",
     max_pixels: Annotated[int | None, typer.Option(
         help="Refuse images with more pixels (decompression bombs) (default: 50,000,000).")
     ] = None,
     manifest: Annotated[Path | None, typer.Option(
-        help="JSON-lines manifest (default: OUT/manifest.jsonl).")] = None,
+        help="JSON-lines manifest (default: OUT/manifest.jsonl; never inside IN).")] = None,
     allow_inside_input: Annotated[bool, typer.Option(
-        "--allow-inside-input", help="Allow OUT to be IN or inside it.")] = False,
+        "--allow-inside-input", help="Allow OUT (and the manifest) inside IN, never IN "
+                                     "itself.")] = False,
 ) -> None:
     """Perturb every image under IN into OUT with an exported generator (no PyTorch needed).
 
     Any size and common format (PNG, JPEG, BMP, WebP, TIFF), converted to the model's
-    channels; alpha is not perturbed and is kept in PNG, WebP and TIFF output. Outputs are
-    written atomically, existing ones are skipped (resume), and every file gets a line in
-    the JSON-lines manifest; the exit code is 1 if any file failed.
+    channels; alpha is not perturbed and is kept in PNG, WebP and TIFF output. OUT/a/b.jpg
+    becomes OUT/a/b.jpg.png. Outputs are written atomically and recorded in the JSON-lines
+    manifest; a rerun skips what the manifest records as done (resume). Inputs are never
+    modified and nothing is written inside IN. The exit code is 1 if any file failed.
 
     Example: agscm perturb photos/ photos-adv/ --model G.onnx --device auto
     """
+    import os
     import warnings
 
     from PIL import Image
@@ -58,19 +73,27 @@ def perturb(
     from agscm.progress import make_progress
     from agscm.runtime import FolderOptions, GeneratorModel
     from agscm.runtime.files import parse_shard
-    from agscm.runtime.folder import FileRecord, perturb_folder
+    from agscm.runtime.folder import perturb_folder, processes
     from agscm.runtime.images import DEFAULT_MAX_PIXELS
+    from agscm.runtime.manifest import FileRecord
+    from agscm.runtime.session import THREADS_ENV
 
-    options = FolderOptions(format=fmt, quality=quality, batch_size=batch_size, workers=workers,
-                            overwrite=overwrite, shard=parse_shard(shard),
-                            max_pixels=max_pixels or DEFAULT_MAX_PIXELS, manifest=manifest,
-                            allow_inside_input=allow_inside_input)
+    if channels not in ("convert", "strict"):
+        raise AgscmError(f"--channels {channels!r}: choose convert or strict")
+    options = FolderOptions(format=fmt, quality=quality, png_level=png_level,
+                            batch_size=batch_size, workers=workers, overwrite=overwrite,
+                            shard=parse_shard(shard),
+                            max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
+                            manifest=manifest, allow_inside_input=allow_inside_input, tile=tile,
+                            strict_channels=channels == "strict")
     options.validate()
     # The runtime refuses oversized headers itself (--max-pixels): Pillow's own warning is noise,
     # and its hard limit (twice its warning size) is raised only when asked for more.
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
     if options.max_pixels > (Image.MAX_IMAGE_PIXELS or 0):
         Image.MAX_IMAGE_PIXELS = options.max_pixels
+    if threads is None and THREADS_ENV not in os.environ and processes(workers) > 1:
+        threads = 1  # one inference thread per process: the processes fill the cores
     generator = GeneratorModel(model, device=device, threads=threads)
     meta = generator.metadata
     progress = make_progress()
@@ -84,9 +107,14 @@ def perturb(
             progress.console.print(f"{record.status}: {record.input}: {record.error}",
                                    markup=False, highlight=False, soft_wrap=True)
 
+    def on_warning(text: str) -> None:
+        progress.console.print(f"warning: {text}", markup=False, highlight=False,
+                               soft_wrap=True, style="yellow")
+
     with progress:
         summary = perturb_folder(generator, source, destination, options,
-                                 lambda total: progress.update(task, total=total), on_record)
+                                 lambda total: progress.update(task, total=total), on_record,
+                                 on_warning)
     counts = ", ".join(f"{count} {status}" for status, count in summary.counts.items())
     quality_text = "" if summary.max_linf is None else (
         f"; max L-inf {summary.max_linf:.4f} ({summary.max_linf * 255:.1f}/255)"
@@ -94,6 +122,11 @@ def perturb(
     progress.console.print(f"{counts} in {summary.seconds:.1f} s ({summary.images_per_second:.0f} "
                            f"images/s){quality_text}; manifest {summary.manifest}",
                            soft_wrap=True)
+    for change, files in summary.converted.items():
+        progress.console.print(f"warning: {files} file(s) converted: {change}", style="yellow")
+    if summary.over_eps:
+        progress.console.print(f"warning: {summary.over_eps} saved file(s) exceed eps after "
+                               f"{fmt} compression", style="yellow")
     if summary.failed:
         progress.console.print(f"{summary.failed} file(s) failed; see the lines above or the "
                                "manifest", style="red")

@@ -13,11 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from agscm.contract import SIZE_MULTIPLE
+from agscm.contract import NORMS, SIZE_MULTIPLE
 from agscm.errors import AgscmError
 from agscm.models.smoothing import GaussianBlur
-
-NORMS = ("linf", "l2")
 
 
 @dataclass

@@ -3,7 +3,8 @@
 Nothing under `agscm.runtime` may import torch (tests/test_torch_free.py proves it).
 """
 
-from agscm.runtime.folder import FileRecord, FolderOptions, FolderSummary
+from agscm.runtime.folder import FolderOptions, FolderSummary
+from agscm.runtime.manifest import FileRecord
 from agscm.runtime.model import GeneratorModel
 from agscm.runtime.perturber import Perturber
 

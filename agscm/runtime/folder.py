@@ -1,92 +1,92 @@
 """A folder tree in, the same tree of adversarial images out (the engine of `agscm perturb`).
 
-A thread pool decodes ahead and encodes behind while the calling thread runs the model
-(Pillow's codecs, numpy and onnxruntime release the GIL); images of one size are batched;
-every output is written atomically; every file gets one JSON line in the manifest, appended
-as soon as it is known, so a killed run keeps the record of what it finished.
+This process walks IN, decides from the manifest what is left to do, and hands out tasks
+(lists of files holding about TASK_PIXELS pixels) to worker processes and to itself; each
+task is decoded, perturbed in tiles and batches, encoded and written by whoever takes it
+(agscm.runtime.workers). Memory is bounded per process by one task and one batch, not by the
+size of the largest photo. Resume trusts only the manifest (agscm.runtime.manifest).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import multiprocessing
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from itertools import islice
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 
 from agscm.errors import AgscmError
-from agscm.runtime.arrays import distortion, quantize, to_float
-from agscm.runtime.files import atomic_path, check_destination, output_names, walk
+from agscm.runtime import workers
+from agscm.runtime.files import InputTree, check_destination, identity, output_name, walk
 from agscm.runtime.images import (
+    ALPHA_DROPPED,
+    COLOUR_TO_GREY,
     DEFAULT_MAX_PIXELS,
+    DEFAULT_PNG_LEVEL,
     FORMATS,
-    IMAGE_SUFFIXES,
-    ImageError,
-    NotAnImage,
-    Pixels,
-    read_image,
-    write_image,
+    SIXTEEN_TO_EIGHT,
 )
+from agscm.runtime.manifest import FileRecord, Manifest, fingerprint
 from agscm.runtime.model import GeneratorModel
-from agscm.runtime.session import ORT_ERRORS
+from agscm.runtime.png import LEVELS
+from agscm.runtime.tiles import DEFAULT_TILE, MARGIN
+from agscm.runtime.workers import Job, WorkerConfig
 
-STATUSES = ("ok", "exists", "ignored", "failed")
-BATCH_PIXELS = 2**20  # a batch stops growing here, so big images do not hold big batches
-HOLD_PIXELS = 2 * BATCH_PIXELS  # most pixels waiting in unfinished batches of other sizes
-T = TypeVar("T")
-R = TypeVar("R")
+STATUSES = ("ok", "skipped", "ignored", "failed")
+TASK_PIXELS = 2**18  # pixels per task: 256 CIFAR images, or one photo
+TASK_FILES = 256  # files per task at most
+WARNINGS = {
+    COLOUR_TO_GREY: "colour images are converted to grey for this 1-channel model (first: {}); "
+                    "outputs are grey and their L-inf is measured against the grey image; "
+                    "--channels strict refuses them instead",
+    SIXTEEN_TO_EIGHT: "16-bit images are reduced to 8 bits (first: {}); outputs are 8-bit",
+    ALPHA_DROPPED: "this format has no alpha channel: transparency is dropped (first: {})",
+}
 
 
 @dataclass
 class FolderOptions:
-    """How a folder run writes its outputs; the CLI options of `agscm perturb`."""
+    """How a folder run reads and writes; the CLI options of `agscm perturb`."""
 
     format: str = "png"
     quality: int = 95  # JPEG and WebP only
-    batch_size: int = 64
-    workers: int | None = None  # decode/encode threads; None: one per core, at least 2
+    png_level: int = DEFAULT_PNG_LEVEL  # 0 (stored) .. 9 (smallest, slowest)
+    batch_size: int = 256
+    workers: int | None = None  # processes beside this one; None: one per extra core
     overwrite: bool = False
     shard: tuple[int, int] = (0, 1)  # (i, n): this run takes every n-th file from the i-th
     max_pixels: int = DEFAULT_MAX_PIXELS
     manifest: Path | None = None  # None: OUT/manifest.jsonl (manifest-IofN.jsonl for a shard)
     allow_inside_input: bool = False
+    tile: int = DEFAULT_TILE  # largest tile side; 0: whole images (memory grows with size)
+    strict_channels: bool = False  # refuse images whose colour does not match the model
 
     def validate(self) -> None:
         if self.format not in FORMATS:
             raise AgscmError(f"unknown format {self.format!r}; choose one of {', '.join(FORMATS)}")
         if not 1 <= self.quality <= 100:
             raise AgscmError(f"quality must be in 1..100, got {self.quality}")
-        if self.batch_size < 1 or (self.workers is not None and self.workers < 1):
-            raise AgscmError("batch size and workers must be >= 1")
+        if self.png_level not in LEVELS:
+            raise AgscmError(f"PNG level must be in 0..9, got {self.png_level}")
+        if self.batch_size < 1 or (self.workers is not None and self.workers < 0):
+            raise AgscmError("batch size must be >= 1 and workers >= 0")
         if self.max_pixels < 1:
             raise AgscmError(f"max pixels must be >= 1, got {self.max_pixels}")
-
-
-@dataclass
-class FileRecord:
-    """One manifest line. size is [width, height]; L-inf and L2 on the [0,1] scale, measured
-    between the 8-bit input (in the model's mode) and the 8-bit output as saved."""
-
-    input: str
-    output: str | None
-    status: str
-    size: list[int] | None = None
-    linf: float | None = None
-    l2: float | None = None
-    psnr: float | None = None
-    error: str | None = None
+        if self.tile != 0 and self.tile < 4 * MARGIN:
+            raise AgscmError(f"tile must be 0 (off) or >= {4 * MARGIN}, got {self.tile}")
 
 
 @dataclass
 class FolderSummary:
-    """What a run did: counts per status, speed, distortion, and the failures to show."""
+    """What a run did: counts per status, speed, distortion, warnings, and the failures."""
 
     counts: dict[str, int]
     seconds: float
@@ -95,6 +95,9 @@ class FolderSummary:
     max_linf: float | None = None
     mean_psnr: float | None = None
     failures: list[FileRecord] = field(default_factory=list)
+    converted: dict[str, int] = field(default_factory=dict)  # conversion -> files
+    over_eps: int = 0  # saved files past an L-inf model's eps (lossy formats)
+    repaired: str | None = None  # what was cut from a torn manifest on start
 
     @property
     def failed(self) -> int:
@@ -105,65 +108,110 @@ class FolderSummary:
         return self.counts["ok"] / self.seconds if self.seconds > 0 else 0.0
 
 
-@dataclass(frozen=True)
-class Job:
-    source: Path
-    output: Path
+def processes(workers: int | None) -> int:
+    """Processes that do the work: this one plus `workers` (default: one per extra core)."""
+    return 1 + (max(1, os.cpu_count() or 1) - 1 if workers is None else workers)
 
 
-def plan_folder(source: Path, destination: Path, options: FolderOptions
-                ) -> list[Job | FileRecord]:
-    """Jobs to run and records already known (problems, outputs that exist), in input order."""
-    check_destination(source, destination, options.allow_inside_input)
-    entries = walk(source)
+def settings_key(model: GeneratorModel, options: FolderOptions) -> str:
+    """A short hash of what decides an output's pixels: the model file and output options."""
+    lossy = FORMATS[options.format][2]
+    settings = {"model": hashlib.sha256(model.path.read_bytes()).hexdigest(),
+                "format": options.format, "quality": options.quality if lossy else None,
+                "tile": options.tile}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def plan_folder(tree: InputTree, source: Path, destination: Path, options: FolderOptions,
+                manifest: Manifest, settings: str) -> list[Job | FileRecord]:
+    """Jobs to run and records already known (problems, outputs done), in input order.
+
+    An output counts as done only if the manifest's latest record for its input is `ok` with
+    the same input fingerprint, output name, settings, and an output file that still has the
+    size and mtime recorded: existence alone proves nothing.
+    """
     suffix = FORMATS[options.format][0]
-    names = output_names([e.relative for e in entries if e.problem is None], suffix)
-    inputs = {e.identity for e in entries if e.identity is not None}
     index, count = options.shard
     plan: list[Job | FileRecord] = []
-    for entry in entries[index::count]:
+    for entry in tree.entries[index::count]:
         src = source / entry.relative
         if entry.problem is not None:
             status = "failed" if entry.failed else "ignored"
             plan.append(FileRecord(str(src), None, status, error=entry.problem))
             continue
-        out = destination / names[entry.relative]
+        relative = output_name(entry.relative, suffix)
+        out = destination / relative
         try:
-            info = os.stat(out)
+            input_fingerprint = fingerprint(os.stat(src))
+            current = os.lstat(out)
         except FileNotFoundError:
-            plan.append(Job(src, out))
+            current = None
+        except OSError as exc:
+            plan.append(FileRecord(str(src), str(out), "failed", error=f"unreadable ({exc})"))
             continue
-        if (info.st_dev, info.st_ino) in inputs:
+        if current is not None and identity(current) in tree.files:
             plan.append(FileRecord(str(src), str(out), "failed",
                                    error="the output path is an input file; not overwriting it"))
-        elif options.overwrite:
-            plan.append(Job(src, out))
-        else:
-            plan.append(FileRecord(str(src), str(out), "exists"))
+            continue
+        record = manifest.latest.get(str(src))
+        done = (current is not None and not options.overwrite and record is not None
+                and record.status == "ok" and record.output == str(out)
+                and record.settings == settings
+                and record.input_fingerprint == input_fingerprint
+                and record.output_fingerprint == fingerprint(current))
+        plan.append(FileRecord(str(src), str(out), "skipped") if done
+                    else Job(str(src), str(out), relative.parent, relative.name,
+                             input_fingerprint))
     return plan
 
 
 def perturb_folder(model: GeneratorModel, source: Path, destination: Path,
                    options: FolderOptions | None = None,
                    on_start: Callable[[int], None] | None = None,
-                   on_record: Callable[[FileRecord], None] | None = None) -> FolderSummary:
+                   on_record: Callable[[FileRecord], None] | None = None,
+                   on_warning: Callable[[str], None] | None = None) -> FolderSummary:
     """Perturb every image under `source` into the mirrored tree under `destination`.
 
-    `on_start(total)` and `on_record(record)` (called from this thread) drive a progress bar.
+    `on_start(total)`, `on_record(record)` and `on_warning(text)` (called from this thread)
+    drive a progress bar and the run's warnings.
     """
     options = options or FolderOptions()
     options.validate()
     start = time.perf_counter()
-    plan = plan_folder(source, destination, options)
-    destination.mkdir(parents=True, exist_ok=True)
-    manifest = options.manifest or destination / _manifest_name(options.shard)
-    if on_start is not None:
-        on_start(len(plan))
-    run = _FolderRun(model, options, manifest, on_record)
+    check_destination(source, destination, options.allow_inside_input)
     try:
-        run.execute(plan)
+        destination.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AgscmError(f"{destination}: cannot create the output folder "
+                         f"({exc.strerror or exc})") from None
+    if not os.access(destination, os.W_OK | os.X_OK):
+        raise AgscmError(f"{destination}: the output folder is not writable")
+    tree = walk(source, os.path.realpath(destination))
+    input_real = os.path.realpath(source)
+    manifest = Manifest.open(options.manifest or destination / _manifest_name(options.shard),
+                             input_real, tree.files, options.allow_inside_input)
+    warn = on_warning or (lambda text: None)
+    try:
+        if manifest.repaired:
+            warn(f"repaired the manifest {manifest.path}: {manifest.repaired}, cut off")
+        settings = settings_key(model, options)
+        plan = plan_folder(tree, source, destination, options, manifest, settings)
+        if on_start is not None:
+            on_start(len(plan))
+        if FORMATS[options.format][2] and model.linf_eps is not None:
+            warn(f"--format {options.format} is lossy: compression can move pixels past eps "
+                 f"({model.linf_eps * 255:.3g}/255); each saved file is measured (manifest: "
+                 "within_eps)")
+        config = WorkerConfig(model.path, model.device, model.threads, options.max_pixels,
+                              options.strict_channels, options.format, options.quality,
+                              options.png_level, options.tile, options.batch_size, settings,
+                              destination, input_real, frozenset(tree.folders),
+                              options.allow_inside_input, manifest.path)
+        run = _FolderRun(model, options, manifest, on_record, warn)
+        run.execute(plan, config)
+        manifest.compact()
     finally:
-        run.close()
+        manifest.close()
     return run.summary(time.perf_counter() - start)
 
 
@@ -173,103 +221,99 @@ def _manifest_name(shard: tuple[int, int]) -> str:
 
 
 class _FolderRun:
-    """The state of one run: the pool, the batches waiting for the model, the tallies."""
+    """The state of one run: the tasks out with the workers, the tallies, the warnings."""
 
-    def __init__(self, model: GeneratorModel, options: FolderOptions, manifest: Path,
-                 on_record: Callable[[FileRecord], None] | None) -> None:
+    def __init__(self, model: GeneratorModel, options: FolderOptions, manifest: Manifest,
+                 on_record: Callable[[FileRecord], None] | None,
+                 warn: Callable[[str], None]) -> None:
         self.model = model
         self.options = options
         self.manifest = manifest
         self.on_record = on_record
-        # More threads than cores only fight over the GIL (measured: 2 beat 4 on 2 cores).
-        self.workers = options.workers or max(2, os.cpu_count() or 1)
+        self.warn = warn
+        self.workers = processes(options.workers) - 1
         self.counts = dict.fromkeys(STATUSES, 0)
         self.linf: list[float] = []
         self.psnr: list[float] = []
         self.failures: list[FileRecord] = []
-        self.made_dirs: set[Path] = set()
-        manifest.parent.mkdir(parents=True, exist_ok=True)
-        self.manifest_fd = os.open(manifest, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.converted: dict[str, int] = {}
+        self.over_eps = 0
+        self.task_files = 1  # then adapted to the image size seen: ~TASK_PIXELS a task
 
-    def close(self) -> None:
-        os.close(self.manifest_fd)
-
-    def execute(self, plan: list[Job | FileRecord]) -> None:
-        jobs = [item for item in plan if isinstance(item, Job)]
-        for item in plan:
-            if isinstance(item, FileRecord):
-                self.emit(item)
-        groups: dict[tuple[int, int], list[tuple[Job, Pixels]]] = {}
-        encodes: deque[Future[FileRecord]] = deque()
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="agscm-io") as pool:
-            for job, decoded in _ordered_map(pool, self.decode, jobs, ahead=4 * self.workers):
-                if isinstance(decoded, FileRecord):
-                    self.emit(decoded)
-                    continue
-                key = decoded.values.shape[:2]
-                group = groups.setdefault(key, [])
-                group.append((job, decoded))
-                if len(group) >= self.options.batch_size or _pixels(key, group) >= BATCH_PIXELS:
-                    encodes.extend(self.infer(pool, groups.pop(key)))
-                elif sum(_pixels(k, g) for k, g in groups.items()) > HOLD_PIXELS:
-                    # Many sizes, none filling a batch: run the biggest rather than hold them all.
-                    largest = max(groups, key=lambda k: _pixels(k, groups[k]))
-                    encodes.extend(self.infer(pool, groups.pop(largest)))
-                while encodes and (encodes[0].done() or len(encodes) > 2 * self.options.batch_size):
-                    self.emit(encodes.popleft().result())
-            for group in groups.values():
-                encodes.extend(self.infer(pool, group))
-            while encodes:
-                self.emit(encodes.popleft().result())
-
-    def decode(self, job: Job) -> Pixels | FileRecord:
+    def execute(self, plan: list[Job | FileRecord], config: WorkerConfig) -> None:
+        jobs = deque(item for item in plan if isinstance(item, Job))
+        self.emit(*(item for item in plan if isinstance(item, FileRecord)))
+        if not jobs:
+            return
+        local = workers.Worker(config, self.model)
+        pool = None
+        if self.workers and len(jobs) > 1:
+            pool = ProcessPoolExecutor(self.workers, multiprocessing.get_context("spawn"),
+                                       initializer=workers.start,
+                                       initargs=(config, os.getpid()))
         try:
-            return read_image(job.source, self.model.mode, self.options.max_pixels)
-        except NotAnImage as exc:
-            status = "failed" if job.source.suffix.lower() in IMAGE_SUFFIXES else "ignored"
-            return FileRecord(str(job.source), None, status, error=str(exc))
-        except ImageError as exc:
-            return FileRecord(str(job.source), None, "failed", error=str(exc))
+            self._dispatch(jobs, local, pool)
+        except BrokenProcessPool as exc:
+            raise AgscmError(f"a worker process died ({exc}); the files recorded so far are "
+                             "safe, rerun to resume. (From a Python script, call this under "
+                             "`if __name__ == '__main__':` or use workers=0.)") from None
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+            local.close()
 
-    def infer(self, pool: ThreadPoolExecutor, group: list[tuple[Job, Pixels]]
-              ) -> list[Future[FileRecord]]:
-        """Run one batch; its encodes go to the pool. A batch the model cannot run (out of
-        memory on a huge image, say) fails its own files, not the whole run."""
-        clean = np.stack([pixels.values for _, pixels in group])
-        try:
-            adversarial = quantize(self.model.run(to_float(clean)), clean, self.model.linf_eps)
-        except (*ORT_ERRORS, MemoryError) as exc:
-            for job, _ in group:
-                self.emit(FileRecord(str(job.source), None, "failed",
-                                     error=f"the model failed on this image ({exc})"))
-            return []
-        return [pool.submit(self.encode, job, pixels, values)
-                for (job, pixels), values in zip(group, adversarial, strict=True)]
+    def _dispatch(self, jobs: deque[Job], local: workers.Worker,
+                  pool: ProcessPoolExecutor | None) -> None:
+        """Keep two tasks queued per worker; this process takes a task whenever it is free."""
+        out: deque[Future[list[FileRecord]]] = deque()
+        while jobs or out:
+            while pool is not None and jobs and len(out) < 2 * self.workers:
+                out.append(pool.submit(workers.process, self._task(jobs)))
+            if jobs:
+                self._done(local.process(self._task(jobs)))
+            else:
+                wait(out, return_when=FIRST_COMPLETED)
+            for future in [future for future in out if future.done()]:
+                out.remove(future)
+                self._done(future.result())
 
-    def encode(self, job: Job, clean: Pixels, values: np.ndarray) -> FileRecord:
-        height, width = values.shape[:2]
-        try:
-            if job.output.parent not in self.made_dirs:
-                job.output.parent.mkdir(parents=True, exist_ok=True)
-                self.made_dirs.add(job.output.parent)
-            with atomic_path(job.output) as temp:
-                write_image(Pixels(values, clean.alpha), temp, self.options.format,
-                            self.options.quality)
-                if FORMATS[self.options.format][2]:  # lossy: measure what was saved
-                    values = read_image(temp, self.model.mode).values
-        except (OSError, ValueError, ImageError) as exc:
-            return FileRecord(str(job.source), str(job.output), "failed", [width, height],
-                              error=f"cannot write the output ({exc})")
-        return FileRecord(str(job.source), str(job.output), "ok", [width, height],
-                          **distortion(clean.values, values))
+    def _task(self, jobs: deque[Job]) -> list[Job]:
+        return [jobs.popleft() for _ in range(min(self.task_files, len(jobs)))]
 
-    def emit(self, record: FileRecord) -> None:
-        os.write(self.manifest_fd, (json.dumps(asdict(record)) + "\n").encode())
+    def _done(self, records: list[FileRecord]) -> None:
+        """Tally a finished task (its lines are in the manifest) and size the next ones."""
+        self.manifest.update(records)
+        self._tally(records)
+        pixels = [record.size[0] * record.size[1] for record in records if record.size]
+        if pixels:
+            self.task_files = int(np.clip(TASK_PIXELS * len(pixels) // sum(pixels), 1,
+                                          TASK_FILES))
+
+    def emit(self, *records: FileRecord) -> None:
+        """Record files decided here (problems, skips): their lines in one write, tallies."""
+        self.manifest.append([record for record in records if record.status != "skipped"])
+        self._tally(records)
+
+    def _tally(self, records: Iterable[FileRecord]) -> None:
+        for record in records:
+            self._count(record)
+
+    def _count(self, record: FileRecord) -> None:
         self.counts[record.status] += 1
         if record.status == "ok":
             self.linf.append(record.linf or 0.0)
             if record.psnr is not None:
                 self.psnr.append(record.psnr)
+            for change in record.converted or ():
+                if change not in self.converted:
+                    self.warn(WARNINGS[change].format(record.input))
+                self.converted[change] = self.converted.get(change, 0) + 1
+            if record.within_eps is False:
+                if not self.over_eps:
+                    self.warn(f"saved {self.options.format} files exceed eps after compression "
+                              f"(first: {record.output}, L-inf {(record.linf or 0) * 255:.0f}/255);"
+                              " a lossless format keeps the bound")
+                self.over_eps += 1
         elif record.status == "failed":
             self.failures.append(record)
         if self.on_record is not None:
@@ -278,22 +322,7 @@ class _FolderRun:
     def summary(self, seconds: float) -> FolderSummary:
         return FolderSummary(
             counts=self.counts, seconds=seconds, provider=self.model.provider,
-            manifest=self.manifest, max_linf=max(self.linf) if self.linf else None,
+            manifest=self.manifest.path, max_linf=max(self.linf) if self.linf else None,
             mean_psnr=sum(self.psnr) / len(self.psnr) if self.psnr else None,
-            failures=self.failures)
-
-
-def _pixels(key: tuple[int, int], group: list[tuple[Job, Pixels]]) -> int:
-    return len(group) * key[0] * key[1]
-
-
-def _ordered_map(pool: ThreadPoolExecutor, function: Callable[[T], R], items: Iterable[T],
-                 ahead: int) -> Iterator[tuple[T, R]]:
-    """pool.map that keeps only `ahead` calls in flight, so decoded images do not pile up."""
-    iterator = iter(items)
-    pending = deque((item, pool.submit(function, item)) for item in islice(iterator, ahead))
-    while pending:
-        item, future = pending.popleft()
-        for following in islice(iterator, 1):
-            pending.append((following, pool.submit(function, following)))
-        yield item, future.result()
+            failures=self.failures, converted=self.converted, over_eps=self.over_eps,
+            repaired=self.manifest.repaired)

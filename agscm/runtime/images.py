@@ -9,18 +9,25 @@ What happens to each kind of input, so a folder of mixed files gives no surprise
   channels are, and the original alpha is put back unchanged in PNG, WebP and TIFF output;
   JPEG and BMP output drop it.
 - Files over `max_pixels` are refused from their header, before any pixel is decoded.
+Every conversion that loses information (colour to grey, 16 to 8 bits, alpha dropped) is
+named in `Pixels.converted`, which the manifest and the run's warnings report; with
+`strict_channels` an image whose colour does not match the model (colour to a grey model,
+grey to a colour one) is refused instead.
 """
 
 from __future__ import annotations
 
 import errno
+import io
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from agscm.runtime.png import encode_png
 
 DEFAULT_MAX_PIXELS = 50_000_000  # a 50-megapixel photo; larger headers are refused as bombs
 # --format name -> (file suffix, Pillow format, lossy)
@@ -32,6 +39,12 @@ FORMATS = {
     "tiff": (".tif", "TIFF", False),
 }
 DROPS_ALPHA = {"jpeg", "bmp"}
+DEFAULT_PNG_LEVEL = 1
+COLOUR_TO_GREY = "colour to grey"
+GREY_TO_COLOUR = "grey to colour"
+SIXTEEN_TO_EIGHT = "16-bit to 8-bit"
+ALPHA_DROPPED = "alpha dropped"
+_GREY_MODES = {"1", "L", "LA", "La", "F", "I", "I;16", "I;16L", "I;16B", "I;16N"}
 # Suffixes that promise an image: such a file that fails to decode is a failure, not noise.
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".jpe", ".bmp", ".dib", ".webp", ".tif", ".tiff",
                   ".gif", ".ppm", ".pgm", ".pbm", ".pnm"}
@@ -55,11 +68,30 @@ class Pixels:
 
     values: np.ndarray
     alpha: np.ndarray | None = None
+    converted: list[str] = field(default_factory=list)
 
 
-def from_pil(image: Image.Image, mode: str) -> Pixels:
+def is_grey(image: Image.Image) -> bool:
+    """Whether an image holds grey levels only by its mode (a palette: by its colours)."""
+    if image.mode in ("P", "PA"):
+        colours = np.frombuffer(image.palette.tobytes(), np.uint8)
+        return image.palette.mode == "RGB" and bool(
+            (colours[0::3] == colours[1::3]).all() and (colours[1::3] == colours[2::3]).all())
+    return image.mode in _GREY_MODES
+
+
+def from_pil(image: Image.Image, mode: str, strict_channels: bool = False) -> Pixels:
     """Orient, split off alpha, and convert a Pillow image to `mode` ('L' or 'RGB')."""
-    image = ImageOps.exif_transpose(image)
+    converted = []
+    if is_grey(image) != (mode == "L"):
+        change = COLOUR_TO_GREY if mode == "L" else GREY_TO_COLOUR
+        if strict_channels:
+            raise ImageError(f"refused by --channels strict: {image.mode} image for a "
+                             f"{'1' if mode == 'L' else '3'}-channel model ({change})")
+        if change == COLOUR_TO_GREY:
+            converted.append(change)
+    if image.format != "JPEG" or "exif" in image.info or "xmp" in image.info:
+        image = ImageOps.exif_transpose(image)  # (a JPEG keeps its EXIF in info["exif"])
     alpha = None
     if "A" in image.getbands() or "a" in image.getbands() or "transparency" in image.info:
         image = image.convert("RGBA")
@@ -67,8 +99,9 @@ def from_pil(image: Image.Image, mode: str) -> Pixels:
     if image.mode in _SIXTEEN_BIT:
         wide = np.asarray(image).astype(np.float32)
         image = Image.fromarray(np.clip(np.rint(wide / 257), 0, 255).astype(np.uint8), "L")
-    values = np.asarray(image.convert(mode))
-    return Pixels(values[..., None] if values.ndim == 2 else values, alpha)
+        converted.append(SIXTEEN_TO_EIGHT)
+    values = np.asarray(image if image.mode == mode else image.convert(mode))
+    return Pixels(values[..., None] if values.ndim == 2 else values, alpha, converted)
 
 
 def to_pil(values: np.ndarray, alpha: np.ndarray | None = None) -> Image.Image:
@@ -79,18 +112,19 @@ def to_pil(values: np.ndarray, alpha: np.ndarray | None = None) -> Image.Image:
     return image
 
 
-def read_image(path: Path, mode: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Pixels:
+def read_image(path: str | Path, mode: str, max_pixels: int = DEFAULT_MAX_PIXELS,
+               strict_channels: bool = False) -> Pixels:
     """Decode one file; every way it can be unusable is an ImageError naming the reason."""
     try:
-        if os.stat(path).st_size == 0:
-            raise NotAnImage("empty file (0 bytes)")
         with Image.open(path) as image:
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageError(f"refused: {width}x{height} = {width * height:,} pixels is over "
                                  f"the limit of {max_pixels:,} (decompression bomb?)")
-            return from_pil(image, mode)
+            return from_pil(image, mode, strict_channels)
     except UnidentifiedImageError:
+        if os.path.getsize(path) == 0:
+            raise NotAnImage("empty file (0 bytes)") from None
         raise NotAnImage("not an image (Pillow does not recognise the content)") from None
     except Image.DecompressionBombError as exc:
         raise ImageError(f"refused as a decompression bomb ({exc})") from None
@@ -104,11 +138,25 @@ def read_image(path: Path, mode: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> P
         raise ImageError(f"corrupt image ({type(exc).__name__}: {exc})") from None
 
 
-def write_image(pixels: Pixels, path: Path, fmt: str, quality: int) -> None:
-    """Encode to `path` (the caller makes it atomic). PNG, BMP and TIFF are lossless."""
+def encode_image(values: np.ndarray, alpha: np.ndarray | None, fmt: str, quality: int = 95,
+                 png_level: int = DEFAULT_PNG_LEVEL) -> bytes:
+    """uint8 (H, W, C) (+ alpha) -> the bytes of a `fmt` file. PNG, BMP and TIFF are lossless;
+    JPEG and BMP drop alpha."""
+    if fmt in DROPS_ALPHA:
+        alpha = None
+    if fmt == "png":
+        return encode_png(values if alpha is None else np.dstack([values, alpha]), png_level)
     _, pillow_format, lossy = FORMATS[fmt]
-    image = to_pil(pixels.values, None if fmt in DROPS_ALPHA else pixels.alpha)
     options: dict[str, object] = {"quality": quality} if lossy else {}
     if fmt == "jpeg":
         options["subsampling"] = 0  # 4:4:4: chroma subsampling would blur the colour perturbation
-    image.save(path, format=pillow_format, **options)
+    buffer = io.BytesIO()
+    to_pil(values, alpha).save(buffer, format=pillow_format, **options)
+    return buffer.getvalue()
+
+
+def decode_values(data: bytes, mode: str) -> np.ndarray:
+    """The pixels of an encoded image in `mode`, as uint8 (H, W, C): what a lossy file holds."""
+    with Image.open(io.BytesIO(data)) as image:
+        values = np.asarray(image.convert(mode))
+    return values[..., None] if values.ndim == 2 else values

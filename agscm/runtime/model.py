@@ -23,6 +23,7 @@ class GeneratorModel:
     def __init__(self, path: str | Path, device: str = "auto",
                  providers: Sequence[str] | None = None, threads: int | None = None) -> None:
         self.path = Path(path)
+        self.device, self.threads = device, threads  # worker processes open the same way
         self.session = make_session(self.path, device, providers, threads)
         self.metadata = self._validate()
         self.provider = self.session.get_providers()[0]
