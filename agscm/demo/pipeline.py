@@ -34,18 +34,21 @@ from agscm.demo.folders import Sample, read_outputs, read_pixels, run_perturb, w
 from agscm.demo.reading import transfer_reading
 from agscm.errors import AgscmError
 from agscm.eval.cache import data_identity
-from agscm.eval.methods import GENERATOR_METHOD
+from agscm.eval.methods import GENERATOR_METHOD, generator_label
 from agscm.eval.report import write_json, write_transfer
 from agscm.eval.transfer import EvalConfig, TransferResult, evaluate
 from agscm.export.pipeline import export_checkpoint
 from agscm.formatting import percent
 from agscm.models.registry import SUFFIX, list_models, load_classifier
+from agscm.train.recipes import recipe_settings
 from agscm.train.trainer import SourceSpec, TrainConfig, log_path, train_generator
 from agscm.train.zoo import ZooConfig, train_classifier
 
+RECIPE = "transfer"  # the generator the demo trains (agscm.train.recipes)
 ATTACKS = (GENERATOR_METHOD, "pgd", "ata")
 FLOOR = RandomNoise.name  # every pixel +-eps at random: what an attack that learned nothing does
 METHODS = (*ATTACKS, FLOOR)
+ROWS = (generator_label(RECIPE), *METHODS[1:])  # the table's row labels
 
 
 @dataclass
@@ -62,13 +65,13 @@ class DemoBudget:
     natural_epochs: int = 3
     adv_epochs: int = 5
     adv_warmup_epochs: int = 2
+    adv_steps: int = 3  # PGD steps of the adversarial training (7 in the zoo; 3 keeps it quick)
     generator_train_limit: int | None = 4000
     generator_epochs: int = 4
     generator_batch_size: int = 64
     generator_lr: float = 1e-3
-    width: int = 8
+    width: int = 8  # the transfer recipe's objective at a smaller size, so the demo stays quick
     residual_blocks: int = 2
-    lambda_gradcam: float = 0.5
     samples: int = 100  # test images written as PNG and perturbed
     figure_rows: int = 6
 
@@ -241,7 +244,7 @@ def run_demo(data: str, out: Path, budget: DemoBudget, device: str = "cpu",
 
 def _reading(transfer: TransferResult, source: str, target: str) -> str:
     """`transfer_reading` of the attacks' accuracies on `target`, against the noise floor."""
-    cells = {method: transfer.cell(source, method, target) for method in METHODS}
+    cells = {method: transfer.cell(source, method, target) for method in ROWS}
     floor = cells.pop(FLOOR)
     assert floor is not None, "the demo always crafts the noise floor"
     return transfer_reading(target, {m: c.accuracy for m, c in cells.items() if c}, floor.accuracy)
@@ -270,7 +273,7 @@ def _train_zoo(data: str, paths: DemoPaths, budget: DemoBudget, device: str) -> 
     for kind, epochs in (("natural", budget.natural_epochs), ("adv", budget.adv_epochs)):
         name = f"{dataset_tag(data)}-{kind}"
         config = ZooConfig(data=data, kind=kind, epochs=epochs, batch_size=budget.zoo_batch_size,
-                           eps_warmup_epochs=budget.adv_warmup_epochs,
+                           eps_warmup_epochs=budget.adv_warmup_epochs, adv_steps=budget.adv_steps,
                            train_limit=budget.zoo_train_limit)
         train_classifier(config, paths.zoo / f"{name}{SUFFIX}", device=device,
                          test_limit=budget.test_images)
@@ -280,13 +283,12 @@ def _train_zoo(data: str, paths: DemoPaths, budget: DemoBudget, device: str) -> 
 
 def _train_generator(data: str, paths: DemoPaths, budget: DemoBudget, natural: str,
                      device: str, console: Console) -> None:
+    settings = recipe_settings(RECIPE, epochs=budget.generator_epochs, lr=budget.generator_lr,
+                               width=budget.width, residual_blocks=budget.residual_blocks)
     config = TrainConfig(data=data, out=str(paths.checkpoint), sources=[SourceSpec(natural)],
-                         zoo_dir=str(paths.zoo), lambda_gradcam=budget.lambda_gradcam,
-                         epochs=budget.generator_epochs, batch_size=budget.generator_batch_size,
-                         lr=budget.generator_lr, width=budget.width,
-                         residual_blocks=budget.residual_blocks,
+                         zoo_dir=str(paths.zoo), batch_size=budget.generator_batch_size,
                          train_limit=budget.generator_train_limit, val_limit=budget.test_images,
-                         device=device)
+                         device=device, **settings)
     last = train_generator(config, resume=True).meta["history"][-1]
     console.print(f"{paths.checkpoint}: {natural} accuracy on its images "
                   f"{percent(last[f'val_acc[{natural}]'])} (the first {budget.test_images} "
