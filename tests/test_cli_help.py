@@ -58,7 +58,7 @@ def test_every_device_option_defaults_to_auto() -> None:
     assert {"perturb", "info", "demo", "train", "zoo train", "evaluate"} <= set(devices)
     # reproduce keeps None so that its recorded command line shows only what was given
     assert {path: default for path, default in devices.items() if default != "auto"} == {
-        "reproduce mnist": None}
+        "reproduce mnist": None, "reproduce cifar10": None}
 
 
 def test_auto_device_is_cuda_only_when_torch_sees_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -72,8 +72,8 @@ def test_perturbed_folder_mirrors_samples_within_eps(demo_run: DemoRun) -> None:
     paths = demo_run.paths
     names = image_files(paths.samples)
     assert len(names) == DemoBudget.quick().samples
-    assert image_files(paths.perturbed) == names
-    diffs = [np.abs(np.asarray(Image.open(paths.perturbed / name), dtype=np.int16)
+    assert image_files(paths.perturbed) == [f"{name}.png" for name in names]
+    diffs = [np.abs(np.asarray(Image.open(paths.perturbed / f"{name}.png"), dtype=np.int16)
                     - np.asarray(Image.open(paths.samples / name), dtype=np.int16))
              for name in names]
     assert max(int(d.max()) for d in diffs) <= EPS * 255 + 1
@@ -141,7 +141,7 @@ def test_rerun_reuses_the_finished_stages(demo_run: DemoRun) -> None:
     result, _ = run_demo_cli(paths.out)
     assert "reusing" in result.stderr
     assert {p: p.stat().st_mtime_ns for p in before} == before
-    assert "100 exists" in result.stderr  # agscm perturb skipped every finished output
+    assert "100 skipped" in result.stderr  # agscm perturb skipped every finished output
 
 
 def test_other_settings_clear_the_old_outputs(tmp_path: Path) -> None:

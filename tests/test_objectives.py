@@ -1,0 +1,225 @@
+"""The training objectives beyond the paper, on hand-made cases: relativistic cross-entropy,
+mid-layer feature distortion, input diversity, the Gaussian smoothing of delta, ensembles as
+sources, the recipes, the validation split and the zoo's augmentations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from agscm.data import ImageSet
+from agscm.data.registry import carve_validation, validation_count
+from agscm.errors import AgscmError
+from agscm.models.batches import augment
+from agscm.models.ensemble import Ensemble, ensemble_members
+from agscm.models.generator import Generator, GeneratorConfig
+from agscm.models.smoothing import GaussianBlur
+from agscm.train.feature_distortion import capture_features, feature_loss
+from agscm.train.input_diversity import diverse_pair
+from agscm.train.objectives import adversarial_objective
+from agscm.train.recipes import RECIPES, recipe_settings
+from agscm.train.relativistic import relativistic_loss
+from agscm.train.trainer import TrainConfig
+
+
+# relativistic cross-entropy ---------------------------------------------------------------------
+
+def test_relativistic_loss_is_minus_ce_of_the_logit_difference() -> None:
+    adversarial = torch.tensor([[2.0, 0.0, -1.0], [0.5, 3.0, 0.0]])
+    clean = torch.tensor([[1.0, 1.0, 1.0], [0.0, 1.0, 2.0]])
+    labels = torch.tensor([0, 1])
+    expected = -F.cross_entropy(adversarial - clean, labels)
+    assert relativistic_loss(adversarial, clean, labels).item() == pytest.approx(expected.item())
+    assert relativistic_loss(adversarial, clean, labels, targeted=True).item() == pytest.approx(
+        -expected.item())
+    # untouched images: the difference is zero, so the CE is log(classes)
+    assert relativistic_loss(clean, clean, labels).item() == pytest.approx(-math.log(3))
+
+
+def test_relativistic_loss_sends_no_gradient_into_the_clean_pass() -> None:
+    adversarial = torch.randn(4, 10, requires_grad=True)
+    clean = torch.randn(4, 10, requires_grad=True)
+    relativistic_loss(adversarial, clean, torch.arange(4)).backward()
+    assert clean.grad is None and adversarial.grad is not None
+    # minimising it lowers the true class relative to where it started
+    assert (adversarial.grad[torch.arange(4), torch.arange(4)] > 0).all()
+
+
+def test_rce_objective_needs_the_clean_logits_and_unknown_names_fail() -> None:
+    logits, labels = torch.randn(2, 10), torch.tensor([1, 2])
+    with pytest.raises(AgscmError, match="clean logits"):
+        adversarial_objective("rce", logits, labels)
+    with pytest.raises(AgscmError, match="unknown adversarial loss"):
+        adversarial_objective("hinge", logits, labels)
+    assert adversarial_objective("rce", logits, labels, clean_logits=logits).item() == (
+        pytest.approx(-math.log(10)))
+
+
+# mid-layer feature distortion -------------------------------------------------------------------
+
+def test_feature_loss_is_the_mean_cosine_and_scale_free() -> None:
+    features = torch.randn(3, 4, 5, 5)
+    assert feature_loss(features, features).item() == pytest.approx(1.0)
+    assert feature_loss(-features, features).item() == pytest.approx(-1.0)
+    assert feature_loss(7.5 * features, features).item() == pytest.approx(1.0)
+    first, second = torch.zeros(1, 2), torch.zeros(1, 2)
+    first[0, 0], second[0, 1] = 1.0, 1.0
+    assert feature_loss(first, second).item() == pytest.approx(0.0)
+
+
+def test_capture_features_collects_the_named_layer_and_removes_its_hook() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten())
+    x = torch.rand(2, 1, 6, 6)
+    with capture_features(model, "0") as store:
+        model(x)
+    assert len(store) == 1 and store[0].shape == (2, 2, 4, 4)
+    torch.testing.assert_close(store[0], model[0](x))
+    model(x)
+    assert len(store) == 1  # the hook is gone
+    with pytest.raises(RuntimeError), capture_features(model, "0") as store:
+        raise RuntimeError("boom")
+    assert not model[0]._forward_hooks
+    with capture_features(model, None) as store:
+        model(x)
+    assert store == []
+
+
+# input diversity -------------------------------------------------------------------------------
+
+def test_diverse_pair_changes_both_images_the_same_way() -> None:
+    clean = torch.rand(3, 1, 28, 28)
+    shifted = clean + 0.25
+    never = diverse_pair(clean, shifted, 0.0, torch.Generator().manual_seed(0))
+    assert never[0] is clean and never[1] is shifted
+    draws = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        small_clean, small_shifted = diverse_pair(clean, shifted, 1.0, draws)
+        assert small_clean.shape == clean.shape
+        # one geometry for the pair: inside the shrunk image the difference stays 0.25, and the
+        # zero padding is the same in both
+        inside = small_clean != 0
+        torch.testing.assert_close(small_shifted[inside] - small_clean[inside],
+                                   torch.full_like(small_clean[inside], 0.25))
+        assert (small_shifted[~inside] == 0).all()
+        assert (~inside).any()  # something was shrunk and padded
+
+
+def test_diverse_pair_draws_repeat_with_the_seed() -> None:
+    clean, adversarial = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    first = diverse_pair(clean, adversarial, 0.5, torch.Generator().manual_seed(3))
+    second = diverse_pair(clean, adversarial, 0.5, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(first, second)
+
+
+# smoothing -------------------------------------------------------------------------------------
+
+def test_blur_keeps_constants_and_the_linf_bound() -> None:
+    blur = GaussianBlur(3, sigma=1.0)
+    assert blur.kernel.shape == (3, 1, 5, 5)
+    torch.testing.assert_close(blur.kernel.sum(dim=(1, 2, 3)), torch.ones(3))
+    constant = torch.full((1, 3, 8, 8), 0.2)
+    torch.testing.assert_close(blur(constant), constant)
+    signs = torch.randint(0, 2, (4, 3, 16, 16)).float() * 2 - 1
+    blurred = blur(0.03 * signs)
+    assert blurred.shape == signs.shape and blurred.abs().max() <= 0.03 + 1e-7
+    assert blurred.abs().mean() < 0.03  # it did average neighbours of opposite sign
+
+
+def test_smoothed_generator_stays_within_eps() -> None:
+    torch.manual_seed(0)
+    generator = Generator(GeneratorConfig(channels=3, width=4, residual_blocks=1, eps=8 / 255,
+                                          output_scale=5.0, smooth_sigma=1.0))
+    x = torch.rand(2, 3, 16, 16)
+    assert (generator.perturbation(x).abs() <= 8 / 255 + 1e-7).all()
+    with pytest.raises(AgscmError, match="sigma"):
+        GeneratorConfig(smooth_sigma=-1.0).validate()
+
+
+# ensembles -------------------------------------------------------------------------------------
+
+class Constant(nn.Module):
+    default_gradcam_layer = "body"
+
+    def __init__(self, logits: list[float]) -> None:
+        super().__init__()
+        self.body = nn.Identity()
+        self.register_buffer("logits", torch.tensor(logits))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self.logits.expand(x.shape[0], -1))
+
+
+def test_ensemble_averages_logits_and_names_the_first_members_layer() -> None:
+    ensemble = Ensemble([Constant([1.0, 0.0]), Constant([3.0, 2.0])])
+    torch.testing.assert_close(ensemble(torch.zeros(2, 1, 4, 4)),
+                               torch.tensor([[2.0, 1.0], [2.0, 1.0]]))
+    assert ensemble.default_gradcam_layer == "members.0.body"
+    assert dict(ensemble.named_modules())["members.0.body"] is ensemble.members[0].body
+    assert ensemble_members("mnist-natural+mnist-adv") == ["mnist-natural", "mnist-adv"]
+    assert ensemble_members("mnist-natural") == ["mnist-natural"]
+
+
+# recipes ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_every_recipe_is_a_valid_training_config(name: str) -> None:
+    config = TrainConfig(data="mnist-sample", out="unused", **recipe_settings(name))
+    config.validate()
+    assert config.recipe == name
+
+
+def test_flags_override_a_recipe_and_none_keeps_it() -> None:
+    settings = recipe_settings("transfer", lambda_gradcam=0.25, width=None)
+    assert settings["lambda_gradcam"] == 0.25
+    assert settings["width"] == RECIPES["transfer"].settings["width"]
+    assert recipe_settings("paper")["loss"] == "ce" and recipe_settings("transfer")["loss"] == "rce"
+    with pytest.raises(AgscmError, match="unknown recipe 'fast'; choose one of paper, transfer"):
+        recipe_settings("fast")
+
+
+# the validation split --------------------------------------------------------------------------
+
+def test_validation_is_a_fixed_disjoint_sample_of_the_training_images() -> None:
+    count = 1200
+    ids = np.arange(count)
+    images = np.stack([ids // 256, ids % 256], axis=1).astype(np.uint8).reshape(count, 1, 1, 2)
+    train = ImageSet(images, ids % 10, [str(k) for k in range(10)], "toy")
+    fit, val = carve_validation(train)
+
+    def image_ids(part: ImageSet) -> np.ndarray:
+        return part.images[:, 0, 0, 0].astype(int) * 256 + part.images[:, 0, 0, 1]
+
+    assert len(val) == validation_count(count) == 120 and len(fit) == count - 120
+    assert validation_count(60000) == 5000 and validation_count(50000) == 5000
+    # every training image lands in exactly one of the two, each in the training order
+    assert sorted(np.concatenate([image_ids(fit), image_ids(val)]).tolist()) == ids.tolist()
+    assert (np.diff(image_ids(fit)) > 0).all() and (np.diff(image_ids(val)) > 0).all()
+    np.testing.assert_array_equal(fit.labels, image_ids(fit) % 10)
+    np.testing.assert_array_equal(carve_validation(train)[1].images, val.images)
+    assert fit.name == "toy:fit" and val.name == "toy:val"
+
+
+# the zoo's augmentations -----------------------------------------------------------------------
+
+def test_noise_augmentation_moves_about_half_the_images_within_the_amplitude() -> None:
+    images = torch.full((400, 1, 8, 8), 0.5)
+    noisy = augment(images, "noise", torch.Generator().manual_seed(0), noise=0.3)
+    moved = (noisy != images).flatten(1).any(dim=1)
+    assert 150 < int(moved.sum()) < 250
+    assert (noisy - images).abs().max() <= 0.3 + 1e-6
+    assert (noisy - images)[moved].abs().max() > 0.25
+
+
+def test_shift_flip_augmentation_keeps_size_and_pixels() -> None:
+    images = torch.rand(16, 3, 32, 32)
+    out = augment(images, "shift-flip", torch.Generator().manual_seed(0))
+    assert out.shape == images.shape
+    for original, moved in zip(images, out):
+        values = set(moved.flatten().tolist()) - {0.0}
+        assert values <= set(original.flatten().tolist())  # moved pixels and zero padding only
+    assert augment(images, "none", torch.Generator()) is images
