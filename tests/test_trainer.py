@@ -52,6 +52,23 @@ def test_training_fools_the_source(mnist_dir, tiny_zoo, tmp_path) -> None:
     assert meta["sources"] == ["tiny-natural"] and meta["image_size"] == [28, 28]
 
 
+@pytest.mark.parametrize("objective", [
+    {"loss": "rce"},
+    {"feature_weight": 1.0},
+    {"diversity": 0.5},
+    {"smooth_sigma": 1.0},
+], ids=["relativistic", "feature-distortion", "input-diversity", "smoothing"])
+def test_each_objective_trains_a_generator_that_fools_the_source(mnist_dir, tiny_zoo, tmp_path,
+                                                                objective) -> None:
+    result = train_generator(_config(mnist_dir, tiny_zoo, tmp_path / "g.safetensors", width=8,
+                                     residual_blocks=2, train_limit=1536, **objective))
+    source, _ = load_classifier("tiny-natural", tiny_zoo)
+    clean_acc = accuracy(source, load_split(mnist_dir, "val").subset(300))
+    history = result.meta["history"]
+    print(objective, clean_acc, [h["val_acc[tiny-natural]"] for h in history])
+    assert history[-1]["val_acc[tiny-natural]"] < clean_acc - 0.2
+
+
 def test_resume_gives_the_same_weights(mnist_dir, tiny_zoo, tmp_path) -> None:
     small = {"train_limit": 256, "val_limit": 64}
     straight = train_generator(_config(mnist_dir, tiny_zoo, tmp_path / "a.safetensors", **small))
