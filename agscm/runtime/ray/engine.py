@@ -109,17 +109,25 @@ def _actor_config(config: WorkerConfig, ray_options: RayOptions) -> WorkerConfig
 
 def _records(ray: ModuleType, jobs: list[Job], config: WorkerConfig,
              ray_options: RayOptions) -> Iterator[list[FileRecord]]:
-    """Run the jobs through decode -> model -> encode; yield records as blocks finish."""
-    gpu = ray_options.device == "cuda"
+    """Run the jobs through decode -> model -> encode; yield records as blocks finish.
+
+    With GPUs, decoding and encoding run in CPU tasks around GPU actors, which only run the
+    model. Without, Ray fuses the decode tasks into the actors and the actors encode and
+    write too, so the pixels never leave the process (measured in docs/RAY.md).
+    """
     resources = ray.cluster_resources()
+    gpu = ray_options.device == "cuda" or (ray_options.device == "auto" and "GPU" in resources)
     actors = ray_options.actors or max(1, int(resources.get("GPU" if gpu else "CPU", 1)))
     dataset = ray.data.from_items(job_rows(jobs),
                                   override_num_blocks=-(-len(jobs) // TASK_FILES))
     dataset = dataset.map_batches(decode_batch, fn_kwargs={"config": config}, batch_size=None)
-    dataset = dataset.map_batches(Generate, fn_constructor_kwargs={"config": config},
+    dataset = dataset.map_batches(Generate, fn_constructor_kwargs={"config": config,
+                                                                   "write": not gpu},
                                   batch_size=None, num_gpus=1 if gpu else 0,
                                   compute=ray.data.ActorPoolStrategy(size=actors))
-    dataset = dataset.map_batches(encode_batch, fn_kwargs={"config": config}, batch_size=None)
+    if gpu:
+        dataset = dataset.map_batches(encode_batch, fn_kwargs={"config": config},
+                                      batch_size=None)
     try:
         for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
             yield [FileRecord.from_json(json.loads(text)) for text in batch["record"]]

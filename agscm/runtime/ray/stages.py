@@ -60,10 +60,15 @@ def decode_batch(batch: Batch, config: WorkerConfig) -> Batch:
 
 
 class Generate:
-    """One onnxruntime session per Ray actor: the model runs on every decoded image."""
+    """One onnxruntime session per Ray actor: the model runs on every decoded image.
 
-    def __init__(self, config: WorkerConfig) -> None:
+    With `write`, the actor also encodes and writes (its batch becomes records): on CPU
+    workers that keeps the pixels in one process, as the local engine's workers do.
+    """
+
+    def __init__(self, config: WorkerConfig, write: bool = False) -> None:
         self.config = config
+        self.write = write
         self.model = GeneratorModel(config.model, config.device, threads=config.threads)
 
     def __call__(self, batch: Batch) -> Batch:
@@ -78,7 +83,8 @@ class Generate:
                 records[index] = model_failure(jobs[index], output).to_json()
             else:
                 adversarial[index] = output.tobytes()
-        return {**batch, "adversarial": _objects(adversarial), "record": _objects(records)}
+        batch = {**batch, "adversarial": _objects(adversarial), "record": _objects(records)}
+        return encode_batch(batch, self.config) if self.write else batch
 
 
 def encode_batch(batch: Batch, config: WorkerConfig) -> Batch:
