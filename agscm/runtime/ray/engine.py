@@ -118,8 +118,10 @@ def _records(ray: ModuleType, jobs: list[Job], config: WorkerConfig,
     resources = ray.cluster_resources()
     gpu = ray_options.device == "cuda" or (ray_options.device == "auto" and "GPU" in resources)
     actors = ray_options.actors or max(1, int(resources.get("GPU" if gpu else "CPU", 1)))
-    dataset = ray.data.from_items(job_rows(jobs),
-                                  override_num_blocks=-(-len(jobs) // TASK_FILES))
+    # Blocks of at most TASK_FILES files, and at least four per actor: the actors share the
+    # work evenly, and records stream back (into the manifest) from early on.
+    blocks = max(-(-len(jobs) // TASK_FILES), min(len(jobs), 4 * actors))
+    dataset = ray.data.from_items(job_rows(jobs), override_num_blocks=blocks)
     dataset = dataset.map_batches(decode_batch, fn_kwargs={"config": config}, batch_size=None)
     dataset = dataset.map_batches(Generate, fn_constructor_kwargs={"config": config,
                                                                    "write": not gpu},
