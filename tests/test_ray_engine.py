@@ -80,16 +80,19 @@ def records(root: Path) -> dict[str, dict]:
     return {row["input"]: {k: v for k, v in row.items() if k not in varying} for row in rows}
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["cpu-layout", "gpu-layout"])
 def test_ray_outputs_and_records_equal_the_local_engines(
         rgb_model: Path, cifar_folder: Path, local_run: Path, ray_address: str,
-        tmp_path: Path) -> None:
+        tmp_path: Path, split: bool) -> None:
+    """Both layouts: actors that write (CPUs), and decode/encode tasks around the model
+    actors (what GPUs get, here on CPUs)."""
     from agscm.runtime.ray import RayOptions, perturb_dataset
 
     before = tree_bytes(cifar_folder)
     out = tmp_path / "out"
     seen = []
-    summary = perturb_dataset(rgb_model, cifar_folder, out, ray_options=RayOptions(device="cpu"),
-                              on_record=seen.append)
+    summary = perturb_dataset(rgb_model, cifar_folder, out, on_record=seen.append,
+                              ray_options=RayOptions(device="cpu", split=split))
     assert summary.counts == {"ok": 10 * PER_CLASS, "skipped": 0, "ignored": 1, "failed": 1}
     assert len(seen) == 10 * PER_CLASS + 2
     assert [record.input for record in summary.failures] == [

@@ -5,8 +5,9 @@ walk IN, decide from the manifest what is left, tally, summarise) and appends ev
 to the one manifest as results stream back, so a killed run resumes like a local one. Ray
 Data does the scheduling: the jobs become a dataset of blocks of TASK_FILES files; decoding
 runs in tasks, the generator in an actor pool (one onnxruntime session per actor; with
-`--device cuda` each actor holds a GPU), encoding and the atomic write in tasks
-(agscm.runtime.ray.stages). Workers read IN and write OUT by the same paths as the driver,
+`--device cuda` each actor holds a GPU), encoding and the atomic write in tasks, or, on
+CPUs, in the actors (agscm.runtime.ray.stages). Workers read IN and write OUT by the same
+paths as the driver,
 so on a cluster both live on storage every node mounts at the same place (docs/RAY.md).
 Ray itself is imported only here, when a run starts: the base install works without it.
 """
@@ -40,6 +41,7 @@ class RayOptions:
     device: str = "auto"  # each actor's device; cuda gives each actor one GPU
     threads: int | None = None  # onnxruntime threads per actor (default: $AGSCM_THREADS, else 1)
     actors: int | None = None  # model actors (default: one per CPU, or per GPU with cuda)
+    split: bool | None = None  # encode in tasks apart from the actors (default: with GPUs)
 
 
 def import_ray() -> ModuleType:
@@ -74,29 +76,28 @@ def perturb_dataset(model: str | Path, source: str | Path, destination: str | Pa
         run.emit(*(item for item in plan if isinstance(item, FileRecord)))
         jobs = [item for item in plan if isinstance(item, Job)]
         if jobs:
-            started = _connect(ray, ray_options.address)
+            joined = not ray.is_initialized()  # else: this process's own Ray session
+            if joined:
+                _connect(ray, ray_options.address)
             try:
                 for records in _records(ray, jobs, _actor_config(config, ray_options),
                                         ray_options):
                     run.emit(*records)
             finally:
-                if started:
-                    ray.shutdown()
+                if joined:
+                    ray.shutdown()  # stops a local instance started here; leaves a cluster up
     summary = run.summary(time.perf_counter() - start)
     return replace(summary, provider=f"Ray actors (--device {ray_options.device})")
 
 
-def _connect(ray: ModuleType, address: str | None) -> bool:
-    """Join the cluster (or this process's Ray session); True when a local one was started."""
-    if ray.is_initialized():
-        return False
+def _connect(ray: ModuleType, address: str | None) -> None:
+    """Join the cluster at `address` (None: $RAY_ADDRESS, else start a local instance)."""
     try:
-        context = ray.init(address=address, include_dashboard=False,
-                           configure_logging=False, log_to_driver=False)
+        ray.init(address=address, include_dashboard=False, configure_logging=False,
+                 log_to_driver=False)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         where = address or os.environ.get("RAY_ADDRESS") or "a local instance"
         raise AgscmError(f"cannot start or reach Ray at {where} ({_first_line(exc)})") from None
-    return address is None and not os.environ.get("RAY_ADDRESS") and context is not None
 
 
 def _actor_config(config: WorkerConfig, ray_options: RayOptions) -> WorkerConfig:
@@ -111,12 +112,13 @@ def _records(ray: ModuleType, jobs: list[Job], config: WorkerConfig,
              ray_options: RayOptions) -> Iterator[list[FileRecord]]:
     """Run the jobs through decode -> model -> encode; yield records as blocks finish.
 
-    With GPUs, decoding and encoding run in CPU tasks around GPU actors, which only run the
-    model. Without, Ray fuses the decode tasks into the actors and the actors encode and
-    write too, so the pixels never leave the process (measured in docs/RAY.md).
+    With GPUs (split), decoding and encoding run in CPU tasks around GPU actors, which only
+    run the model. Without, Ray fuses the decode tasks into the actors and the actors encode
+    and write too, so the pixels never leave the process (measured in docs/RAY.md).
     """
     resources = ray.cluster_resources()
     gpu = ray_options.device == "cuda" or (ray_options.device == "auto" and "GPU" in resources)
+    split = gpu if ray_options.split is None else ray_options.split
     actors = ray_options.actors or max(1, int(resources.get("GPU" if gpu else "CPU", 1)))
     # Blocks of at most TASK_FILES files, and at least four per actor: the actors share the
     # work evenly, and records stream back (into the manifest) from early on.
@@ -124,10 +126,10 @@ def _records(ray: ModuleType, jobs: list[Job], config: WorkerConfig,
     dataset = ray.data.from_items(job_rows(jobs), override_num_blocks=blocks)
     dataset = dataset.map_batches(decode_batch, fn_kwargs={"config": config}, batch_size=None)
     dataset = dataset.map_batches(Generate, fn_constructor_kwargs={"config": config,
-                                                                   "write": not gpu},
+                                                                   "write": not split},
                                   batch_size=None, num_gpus=1 if gpu else 0,
                                   compute=ray.data.ActorPoolStrategy(size=actors))
-    if gpu:
+    if split:
         dataset = dataset.map_batches(encode_batch, fn_kwargs={"config": config},
                                       batch_size=None)
     try:
