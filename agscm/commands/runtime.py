@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from agscm.errors import AgscmError, one_line_errors
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from agscm.runtime import FolderOptions, FolderSummary
+    from agscm.runtime.manifest import FileRecord
 
 Device = Annotated[str, typer.Option(help="auto (CUDA when available, else CPU), cpu, or cuda "
                                           "(fails when CUDA is not usable).")]
@@ -54,6 +60,12 @@ def perturb(
     allow_inside_input: Annotated[bool, typer.Option(
         "--allow-inside-input", help="Allow OUT (and the manifest) inside IN, never IN "
                                      "itself.")] = False,
+    engine: Annotated[str, typer.Option(
+        help="local (processes on this machine) or ray (a Ray cluster, Ray Data's progress; "
+             'pip install "agscm[ray]").')] = "local",
+    address: Annotated[str | None, typer.Option(
+        help="Ray cluster for --engine ray, e.g. auto or 10.0.0.1:6379 (default: "
+             "$RAY_ADDRESS, else a local Ray instance for this run).")] = None,
 ) -> None:
     """Perturb every image under IN into OUT with an exported generator (no PyTorch needed).
 
@@ -62,6 +74,8 @@ def perturb(
     becomes OUT/a/b.jpg.png. Outputs are written atomically and recorded in the JSON-lines
     manifest; a rerun skips what the manifest records as done (resume). Inputs are never
     modified and nothing is written inside IN. The exit code is 1 if any file failed.
+    --engine ray spreads the same work over a Ray cluster (IN and OUT on storage every node
+    mounts at the same path), with the same outputs, manifest and resume.
 
     Example: agscm perturb photos/ photos-adv/ --model G.onnx --device auto
     """
@@ -75,11 +89,17 @@ def perturb(
     from agscm.runtime.files import parse_shard
     from agscm.runtime.folder import perturb_folder, processes
     from agscm.runtime.images import DEFAULT_MAX_PIXELS
-    from agscm.runtime.manifest import FileRecord
     from agscm.runtime.session import THREADS_ENV
 
     if channels not in ("convert", "strict"):
         raise AgscmError(f"--channels {channels!r}: choose convert or strict")
+    if engine not in ("local", "ray"):
+        raise AgscmError(f"--engine {engine!r}: choose local or ray")
+    if engine == "local" and address is not None:
+        raise AgscmError("--address is for --engine ray")
+    if engine == "ray" and workers is not None:
+        raise AgscmError("--workers is for --engine local; Ray sizes its actor pool from the "
+                         "cluster")
     options = FolderOptions(format=fmt, quality=quality, png_level=png_level,
                             batch_size=batch_size, workers=workers, overwrite=overwrite,
                             shard=parse_shard(shard),
@@ -92,6 +112,9 @@ def perturb(
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
     if options.max_pixels > (Image.MAX_IMAGE_PIXELS or 0):
         Image.MAX_IMAGE_PIXELS = options.max_pixels
+    if engine == "ray":
+        _perturb_on_ray(model, source, destination, options, device, threads, address, fmt)
+        return
     if threads is None and THREADS_ENV not in os.environ and processes(workers) > 1:
         threads = 1  # one inference thread per process: the processes fill the cores
     generator = GeneratorModel(model, device=device, threads=threads)
@@ -103,33 +126,64 @@ def perturb(
 
     def on_record(record: FileRecord) -> None:
         progress.advance(task)
-        if record.status in ("failed", "ignored"):
-            progress.console.print(f"{record.status}: {record.input}: {record.error}",
-                                   markup=False, highlight=False, soft_wrap=True)
-
-    def on_warning(text: str) -> None:
-        progress.console.print(f"warning: {text}", markup=False, highlight=False,
-                               soft_wrap=True, style="yellow")
+        _report(progress.console, record)
 
     with progress:
         summary = perturb_folder(generator, source, destination, options,
                                  lambda total: progress.update(task, total=total), on_record,
-                                 on_warning)
+                                 lambda text: _warn(progress.console, text))
+    _summarise(progress.console, summary, fmt)
+
+
+def _perturb_on_ray(model: Path, source: Path, destination: Path, options: FolderOptions,
+                    device: str, threads: int | None, address: str | None, fmt: str) -> None:
+    """`--engine ray`: Ray Data shows the progress; failures and the summary as locally."""
+    from rich.console import Console
+
+    from agscm.runtime import GeneratorModel
+    from agscm.runtime.ray.engine import RayOptions, import_ray, perturb_dataset
+
+    import_ray()  # before any work: without Ray, the one line that says how to install it
+    checked = GeneratorModel(model, device="cpu", threads=1)  # the actors open it themselves
+    meta = checked.metadata
+    console = Console(stderr=True)
+    console.print(f"model {model}: {checked.mode}, eps {meta.eps:.4g} {meta.norm}; engine ray "
+                  f"({address or 'default address'}), actors on --device {device}",
+                  soft_wrap=True)
+    summary = perturb_dataset(model, source, destination, options,
+                              RayOptions(address, device, threads),
+                              on_record=lambda record: _report(console, record),
+                              on_warning=lambda text: _warn(console, text))
+    _summarise(console, summary, fmt)
+
+
+def _report(console: Console, record: FileRecord) -> None:
+    if record.status in ("failed", "ignored"):
+        console.print(f"{record.status}: {record.input}: {record.error}", markup=False,
+                      highlight=False, soft_wrap=True)
+
+
+def _warn(console: Console, text: str) -> None:
+    console.print(f"warning: {text}", markup=False, highlight=False, soft_wrap=True,
+                  style="yellow")
+
+
+def _summarise(console: Console, summary: FolderSummary, fmt: str) -> None:
+    """The run's last lines, the same for every engine; exit 1 when any file failed."""
     counts = ", ".join(f"{count} {status}" for status, count in summary.counts.items())
     quality_text = "" if summary.max_linf is None else (
         f"; max L-inf {summary.max_linf:.4f} ({summary.max_linf * 255:.1f}/255)"
         + ("" if summary.mean_psnr is None else f", mean PSNR {summary.mean_psnr:.1f} dB"))
-    progress.console.print(f"{counts} in {summary.seconds:.1f} s ({summary.images_per_second:.0f} "
-                           f"images/s){quality_text}; manifest {summary.manifest}",
-                           soft_wrap=True)
+    console.print(f"{counts} in {summary.seconds:.1f} s ({summary.images_per_second:.0f} "
+                  f"images/s){quality_text}; manifest {summary.manifest}", soft_wrap=True)
     for change, files in summary.converted.items():
-        progress.console.print(f"warning: {files} file(s) converted: {change}", style="yellow")
+        console.print(f"warning: {files} file(s) converted: {change}", style="yellow")
     if summary.over_eps:
-        progress.console.print(f"warning: {summary.over_eps} saved file(s) exceed eps after "
-                               f"{fmt} compression", style="yellow")
+        console.print(f"warning: {summary.over_eps} saved file(s) exceed eps after {fmt} "
+                      "compression", style="yellow")
     if summary.failed:
-        progress.console.print(f"{summary.failed} file(s) failed; see the lines above or the "
-                               "manifest", style="red")
+        console.print(f"{summary.failed} file(s) failed; see the lines above or the manifest",
+                      style="red")
         raise typer.Exit(1)
 
 

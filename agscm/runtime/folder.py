@@ -15,9 +15,10 @@ import multiprocessing
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,9 +176,28 @@ def perturb_folder(model: GeneratorModel, source: Path, destination: Path,
     `on_start(total)`, `on_record(record)` and `on_warning(text)` (called from this thread)
     drive a progress bar and the run's warnings.
     """
+    start = time.perf_counter()
+    with open_run(model, source, destination, options, on_start, on_record,
+                  on_warning) as (run, plan, config):
+        run.execute(plan, config)
+    return run.summary(time.perf_counter() - start)
+
+
+@contextmanager
+def open_run(model: GeneratorModel, source: Path, destination: Path,
+             options: FolderOptions | None = None,
+             on_start: Callable[[int], None] | None = None,
+             on_record: Callable[[FileRecord], None] | None = None,
+             on_warning: Callable[[str], None] | None = None,
+             ) -> Iterator[tuple[FolderRun, list[Job | FileRecord], WorkerConfig]]:
+    """Check the folders, lock the manifest and plan the run; yield (run, plan, config).
+
+    Every engine starts here, so what is left to do is decided the same way whoever does
+    it; the body feeds the run its records (`run.execute`, or `run.emit` as they come in),
+    and on a clean exit the manifest is compacted.
+    """
     options = options or FolderOptions()
     options.validate()
-    start = time.perf_counter()
     check_destination(source, destination, options.allow_inside_input)
     try:
         destination.mkdir(parents=True, exist_ok=True)
@@ -206,13 +226,12 @@ def perturb_folder(model: GeneratorModel, source: Path, destination: Path,
                               options.strict_channels, options.format, options.quality,
                               options.png_level, options.tile, options.batch_size, settings,
                               destination, input_real, frozenset(tree.folders),
-                              options.allow_inside_input, manifest.path)
-        run = _FolderRun(model, options, manifest, on_record, warn)
-        run.execute(plan, config)
+                              options.allow_inside_input, manifest.path, model.mode,
+                              model.linf_eps)
+        yield FolderRun(model, options, manifest, on_record, warn), plan, config
         manifest.compact()
     finally:
         manifest.close()
-    return run.summary(time.perf_counter() - start)
 
 
 def _manifest_name(shard: tuple[int, int]) -> str:
@@ -220,7 +239,7 @@ def _manifest_name(shard: tuple[int, int]) -> str:
     return "manifest.jsonl" if count == 1 else f"manifest-{index}of{count}.jsonl"
 
 
-class _FolderRun:
+class FolderRun:
     """The state of one run: the tasks out with the workers, the tallies, the warnings."""
 
     def __init__(self, model: GeneratorModel, options: FolderOptions, manifest: Manifest,

@@ -6,7 +6,8 @@ process takes a task (a list of files) and does everything for it with its own o
 onnxruntime session: nothing but file names and records crosses between processes. The same
 class runs tasks in the calling process. Each output's manifest line is appended (one
 `write` on an O_APPEND descriptor) right after the output is renamed into place. A worker
-dies with its parent (Linux), so a killed run leaves no process still writing.
+dies with its parent (Linux), so a killed run leaves no process still writing. `decode` and
+`encode` are the per-file steps, shared with the Ray engine (agscm.runtime.ray).
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ class WorkerConfig:
     input_folders: frozenset[Identity]
     allow_inside_input: bool
     manifest: Path
+    mode: str  # the model's Pillow mode (L or RGB)
+    linf_eps: float | None  # the model's L-inf budget, checked on every saved file
 
 
 class Worker:
@@ -82,13 +85,12 @@ class Worker:
     def __init__(self, config: WorkerConfig, model: GeneratorModel | None = None) -> None:
         self.config = config
         self.model = model or GeneratorModel(config.model, config.device, threads=config.threads)
-        self.folders = OutputFolders(config.output_root, config.input_real,
-                                     set(config.input_folders), config.allow_inside_input)
+        self.folders = output_folders(config)
         self.manifest = os.open(config.manifest, os.O_WRONLY | os.O_APPEND)
 
     def process(self, jobs: list[Job]) -> list[FileRecord]:
         """Perturb `jobs`; every file gets its record, in the manifest and returned."""
-        decoded = [self._decode(job) for job in jobs]
+        decoded = [decode(job, self.config) for job in jobs]
         pending = [(job, pixels) for job, pixels in zip(jobs, decoded, strict=True)
                    if isinstance(pixels, Pixels)]
         records = [record for record in decoded if isinstance(record, FileRecord)]
@@ -97,10 +99,9 @@ class Worker:
                                  self.config.tile, self.config.batch_size)
         for (job, pixels), output in zip(pending, outputs, strict=True):
             if isinstance(output, str):
-                record = FileRecord(job.source, None, "failed", error=output,
-                                    input_fingerprint=job.input_fingerprint)
+                record = model_failure(job, output)
             else:
-                record = self._encode(job, pixels, output)
+                record = encode(job, pixels, output, self.config, self.folders)
             self._record([record])
             records.append(record)
         return records
@@ -109,51 +110,65 @@ class Worker:
         if records:
             append_lines(self.manifest, self.config.manifest, records)
 
-    def _decode(self, job: Job) -> Pixels | FileRecord:
-        config = self.config
-        try:
-            return read_image(job.source, self.model.mode, config.max_pixels,
-                              config.strict_channels)
-        except NotAnImage as exc:
-            suffix = os.path.splitext(job.source)[1].lower()
-            status = "failed" if suffix in IMAGE_SUFFIXES else "ignored"
-            return FileRecord(job.source, None, status, error=str(exc))
-        except ImageError as exc:
-            return FileRecord(job.source, None, "failed", error=str(exc))
-
-    def _encode(self, job: Job, clean: Pixels, values: np.ndarray) -> FileRecord:
-        config = self.config
-        height, width = values.shape[:2]
-        output = job.output
-        converted = list(clean.converted)
-        if clean.alpha is not None and config.format in DROPS_ALPHA:
-            converted.append(ALPHA_DROPPED)
-        try:
-            data = encode_image(values, clean.alpha, config.format, config.quality,
-                                config.png_level)
-            if FORMATS[config.format][2]:  # lossy: measure what the file holds
-                values = decode_values(data, self.model.mode)
-            folder = self.folders.descriptor(job.folder)
-            info = write_atomic(folder, job.name, data)
-        except UnsafeOutput as exc:
-            return FileRecord(job.source, output, "failed", [width, height], error=str(exc),
-                              input_fingerprint=job.input_fingerprint)
-        except (OSError, ValueError, ImageError) as exc:
-            return FileRecord(job.source, output, "failed", [width, height],
-                              error=f"cannot write the output ({exc})",
-                              input_fingerprint=job.input_fingerprint)
-        measures = distortion(clean.values, values)
-        eps = self.model.linf_eps
-        within = None if eps is None else bool(
-            measures["linf"] <= np.floor(eps * 255 + 1e-6) / 255 + 1e-12)
-        return FileRecord(job.source, output, "ok", [width, height], **measures,
-                          within_eps=within, converted=converted or None,
-                          input_fingerprint=job.input_fingerprint,
-                          output_fingerprint=fingerprint(info), settings=config.settings)
-
     def close(self) -> None:
         self.folders.close()
         os.close(self.manifest)
+
+
+def output_folders(config: WorkerConfig) -> OutputFolders:
+    """The run's output folders, checked against the input tree as every writer must."""
+    return OutputFolders(config.output_root, config.input_real, set(config.input_folders),
+                         config.allow_inside_input)
+
+
+def decode(job: Job, config: WorkerConfig) -> Pixels | FileRecord:
+    """The file's pixels in the model's mode, or the record of why it cannot be used."""
+    try:
+        return read_image(job.source, config.mode, config.max_pixels, config.strict_channels)
+    except NotAnImage as exc:
+        suffix = os.path.splitext(job.source)[1].lower()
+        status = "failed" if suffix in IMAGE_SUFFIXES else "ignored"
+        return FileRecord(job.source, None, status, error=str(exc))
+    except ImageError as exc:
+        return FileRecord(job.source, None, "failed", error=str(exc))
+
+
+def model_failure(job: Job, reason: str) -> FileRecord:
+    """The record of a file the model could not run (agscm.runtime.batches gives the reason)."""
+    return FileRecord(job.source, None, "failed", error=reason,
+                      input_fingerprint=job.input_fingerprint)
+
+
+def encode(job: Job, clean: Pixels, values: np.ndarray, config: WorkerConfig,
+           folders: OutputFolders) -> FileRecord:
+    """Encode the adversarial `values`, write them atomically as the job's output, measure."""
+    height, width = values.shape[:2]
+    output = job.output
+    converted = list(clean.converted)
+    if clean.alpha is not None and config.format in DROPS_ALPHA:
+        converted.append(ALPHA_DROPPED)
+    try:
+        data = encode_image(values, clean.alpha, config.format, config.quality,
+                            config.png_level)
+        if FORMATS[config.format][2]:  # lossy: measure what the file holds
+            values = decode_values(data, config.mode)
+        folder = folders.descriptor(job.folder)
+        info = write_atomic(folder, job.name, data)
+    except UnsafeOutput as exc:
+        return FileRecord(job.source, output, "failed", [width, height], error=str(exc),
+                          input_fingerprint=job.input_fingerprint)
+    except (OSError, ValueError, ImageError) as exc:
+        return FileRecord(job.source, output, "failed", [width, height],
+                          error=f"cannot write the output ({exc})",
+                          input_fingerprint=job.input_fingerprint)
+    measures = distortion(clean.values, values)
+    eps = config.linf_eps
+    within = None if eps is None else bool(
+        measures["linf"] <= np.floor(eps * 255 + 1e-6) / 255 + 1e-12)
+    return FileRecord(job.source, output, "ok", [width, height], **measures,
+                      within_eps=within, converted=converted or None,
+                      input_fingerprint=job.input_fingerprint,
+                      output_fingerprint=fingerprint(info), settings=config.settings)
 
 
 _worker: Worker | None = None  # this process's worker, set by `start`
