@@ -6,7 +6,9 @@
 A step is the faithful default: generator forward, second-order Grad-CAM of x'
 (create_graph=True), CE + hinge + lambda * Grad-CAM loss, backward and an Adam update, with
 the clean maps looked up in the trainer's once-per-run cache (the rows marked "recomputed"
-compute them in every step instead, as before the cache existed).
+compute them in every step instead, as before the cache existed). The `transfer recipe` row
+is `agscm train --recipe transfer`'s step: relativistic CE (one more, gradient-free, forward
+pass of the source for the clean logits), no Grad-CAM, the blur of delta. `--only` picks rows.
 Speed does not depend on the source's weights; without --source a randomly initialised MNIST
 CNN is used and the JSON says so.
 """
@@ -19,6 +21,7 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -26,6 +29,7 @@ from agscm.data import load_split
 from agscm.models.checkpoint import save_checkpoint
 from agscm.models.classifiers import ClassifierConfig, build_classifier
 from agscm.models.generator import Generator, GeneratorConfig
+from agscm.train.recipes import recipe_settings
 from agscm.train.trainer import (
     SourceSpec,
     TrainConfig,
@@ -47,15 +51,30 @@ def random_source(folder: Path) -> Path:
     return path
 
 
-def measure(source: Path, data: str, batch_size: int, steps: int, first_order: bool,
-            lambda_gradcam: float, cached: bool) -> float:
+PAPER = recipe_settings("paper")
+# label -> (clean maps cached?, TrainConfig fields)
+ROWS: dict[str, tuple[bool, dict[str, Any]]] = {
+    "second-order (default)": (True, PAPER),
+    "second-order, clean maps recomputed": (False, PAPER),
+    "first-order": (True, {**PAPER, "first_order": True}),
+    "first-order, clean maps recomputed": (False, {**PAPER, "first_order": True}),
+    "lambda 0 (no Grad-CAM)": (False, {**PAPER, "lambda_gradcam": 0.0}),
+    "transfer recipe": (False, recipe_settings("transfer")),
+}
+
+
+def measure(source: Path, data: str, batch_size: int, steps: int, cached: bool,
+            settings: dict[str, Any]) -> float:
+    """Images/s of full steps with the TrainConfig fields in `settings` (a recipe, changed)."""
     train = load_split(data, "train").subset(batch_size * (steps + 2))
     config = resolve_config(TrainConfig(data=data, out="unused", sources=[SourceSpec(str(source))],
-                                  first_order=first_order, lambda_gradcam=lambda_gradcam,
-                                  batch_size=batch_size), train)
+                                        batch_size=batch_size, **settings), train)
     sources = load_sources(config, train)
     torch.manual_seed(0)
-    generator = Generator(GeneratorConfig(channels=1, eps=0.3))
+    generator = Generator(GeneratorConfig(channels=1, eps=0.3, width=config.width,
+                                          residual_blocks=config.residual_blocks,
+                                          output_scale=config.output_scale,
+                                          smooth_sigma=config.smooth_sigma))
     optimizer = torch.optim.Adam(generator.parameters(), lr=1e-3)
     images = torch.from_numpy(train.as_float())
     labels = torch.from_numpy(train.labels)
@@ -96,25 +115,26 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data/mnist")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--only", nargs="*", default=None, choices=list(ROWS),
+                        help="measure only these rows")
+    parser.add_argument("--no-cache-row", action="store_true",
+                        help="skip timing the clean-map cache on the whole training split")
     parser.add_argument("--out", default="benchmarks/results/train_throughput.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         source = Path(args.source) if args.source else random_source(Path(folder))
         rows = {}
-        for label, first_order, lam, cached in (
-                ("second-order (default)", False, 0.5, True),
-                ("second-order, clean maps recomputed", False, 0.5, False),
-                ("first-order", True, 0.5, True),
-                ("first-order, clean maps recomputed", True, 0.5, False),
-                ("lambda 0 (no Grad-CAM)", False, 0.0, False)):
-            rate = measure(source, args.data, args.batch_size, args.steps, first_order, lam,
-                           cached)
+        for label, (cached, settings) in ROWS.items():
+            if args.only and label not in args.only:
+                continue
+            rate = measure(source, args.data, args.batch_size, args.steps, cached, settings)
             rows[label] = round(rate, 1)
             print(f"{label}: {rate:.0f} images/s (batch {args.batch_size}, "
                   f"{torch.get_num_threads()} threads)")
-        cache = measure_cache(source, args.data)
-        print(f"clean-map cache: {cache['images']} images in {cache['seconds']} s, "
-              f"{cache['mib']} MiB")
+        cache = None if args.no_cache_row else measure_cache(source, args.data)
+        if cache is not None:
+            print(f"clean-map cache: {cache['images']} images in {cache['seconds']} s, "
+                  f"{cache['mib']} MiB")
     result = {"source": str(args.source or "random-init MNIST CNN"), "batch_size": args.batch_size,
               "steps": args.steps, "torch_threads": torch.get_num_threads(),
               "images_per_second": rows, "clean_map_cache": cache}

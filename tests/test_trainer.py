@@ -53,19 +53,18 @@ def test_training_fools_the_source(mnist_dir, tiny_zoo, tmp_path) -> None:
 
 
 @pytest.mark.parametrize("objective", [
-    {"loss": "rce"},
-    {"feature_weight": 1.0},
-    {"diversity": 0.5},
-    {"smooth_sigma": 1.0},
+    {"loss": "rce", "train_limit": 1024},
+    {"feature_weight": 1.0, "train_limit": 1024},
+    {"diversity": 0.5, "train_limit": 1024},
+    {"smooth_sigma": 1.0, "train_limit": 1536},  # the blur learns slowest
 ], ids=["relativistic", "feature-distortion", "input-diversity", "smoothing"])
 def test_each_objective_trains_a_generator_that_fools_the_source(mnist_dir, tiny_zoo, tmp_path,
                                                                 objective) -> None:
     result = train_generator(_config(mnist_dir, tiny_zoo, tmp_path / "g.safetensors", width=8,
-                                     residual_blocks=2, train_limit=1536, **objective))
+                                     residual_blocks=2, **objective))
     source, _ = load_classifier("tiny-natural", tiny_zoo)
     clean_acc = accuracy(source, load_split(mnist_dir, "val").subset(300))
     history = result.meta["history"]
-    print(objective, clean_acc, [h["val_acc[tiny-natural]"] for h in history])
     assert history[-1]["val_acc[tiny-natural]"] < clean_acc - 0.2
 
 
