@@ -15,7 +15,7 @@ DATA_ROOT = Path(os.environ.get("AGSCM_DATA", REPO.parent / "shared" / "data"))
 # Fixtures that train a model, export one to ONNX or decode the CIFAR-10 archive: every test
 # that needs one is marked `slow`, as are the tests that do such work themselves, so that
 # `python -m pytest -m "not slow"` is an inner loop of under a minute (CI runs everything).
-SLOW_FIXTURES = ("tiny_zoo", "mnist_generator", "rgb_model", "cifar_test",
+SLOW_FIXTURES = ("tiny_zoo", "mnist_generator", "rgb_model", "ray_model", "cifar_test",
                  "trained_source", "demo_run")
 
 

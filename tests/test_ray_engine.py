@@ -26,7 +26,8 @@ from agscm.cli import app
 from agscm.runtime import FolderOptions, Perturber
 from agscm.runtime.files import TEMP_SUFFIX
 
-ray = pytest.importorskip("ray", reason="the Ray engine's tests need Ray: pip install -e '.[dev]'")
+ray = pytest.importorskip("ray", reason="the Ray engine's tests need Ray: pip install -e '.[ray]' "
+                          "(CI runs them in a venv of their own: .ci/ray_venv.sh)")
 
 PER_CLASS = 30  # real CIFAR-10 test JPEGs per class: 300 in all
 
@@ -46,11 +47,19 @@ def cifar_folder(cifar_archive: Path, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.fixture(scope="module")
-def local_run(rgb_model: Path, cifar_folder: Path,
+def ray_model(request: pytest.FixtureRequest) -> Path:
+    """The 3-channel generator the tests perturb with: $AGSCM_RGB_MODEL where set (CI's Ray venv
+    has no torch, so .ci/ray_venv.sh exports it beforehand), else exported here (`rgb_model`)."""
+    given = os.environ.get("AGSCM_RGB_MODEL")
+    return Path(given) if given else request.getfixturevalue("rgb_model")
+
+
+@pytest.fixture(scope="module")
+def local_run(ray_model: Path, cifar_folder: Path,
               tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The local engine's outputs: what the Ray engine must reproduce byte for byte."""
     out = tmp_path_factory.mktemp("local") / "out"
-    summary = Perturber(rgb_model, device="cpu").perturb_folder(
+    summary = Perturber(ray_model, device="cpu").perturb_folder(
         cifar_folder, out, FolderOptions(workers=0))
     assert summary.counts == {"ok": 10 * PER_CLASS, "skipped": 0, "ignored": 1, "failed": 1}
     return out
@@ -82,7 +91,7 @@ def records(root: Path) -> dict[str, dict]:
 
 @pytest.mark.parametrize("split", [False, True], ids=["cpu-layout", "gpu-layout"])
 def test_ray_outputs_and_records_equal_the_local_engines(
-        rgb_model: Path, cifar_folder: Path, local_run: Path, ray_address: str,
+        ray_model: Path, cifar_folder: Path, local_run: Path, ray_address: str,
         tmp_path: Path, split: bool) -> None:
     """Both layouts: actors that write (CPUs), and decode/encode tasks around the model
     actors (what GPUs get, here on CPUs)."""
@@ -91,7 +100,7 @@ def test_ray_outputs_and_records_equal_the_local_engines(
     before = tree_bytes(cifar_folder)
     out = tmp_path / "out"
     seen = []
-    summary = perturb_dataset(rgb_model, cifar_folder, out, on_record=seen.append,
+    summary = perturb_dataset(ray_model, cifar_folder, out, on_record=seen.append,
                               ray_options=RayOptions(device="cpu", split=split))
     assert summary.counts == {"ok": 10 * PER_CLASS, "skipped": 0, "ignored": 1, "failed": 1}
     assert len(seen) == 10 * PER_CLASS + 2
@@ -106,10 +115,10 @@ def test_ray_outputs_and_records_equal_the_local_engines(
 
 
 def test_a_killed_ray_run_resumes_to_the_local_engines_bytes(
-        rgb_model: Path, cifar_folder: Path, local_run: Path, ray_address: str,
+        ray_model: Path, cifar_folder: Path, local_run: Path, ray_address: str,
         tmp_path: Path) -> None:
     out = tmp_path / "out"
-    options = ["-m", str(rgb_model), "--engine", "ray", "--address", ray_address,
+    options = ["-m", str(ray_model), "--engine", "ray", "--address", ray_address,
                "--device", "cpu"]
     command = [sys.executable, "-c", "from agscm.cli import main; main()", "perturb",
                str(cifar_folder), str(out), *options]
@@ -138,12 +147,12 @@ def test_a_killed_ray_run_resumes_to_the_local_engines_bytes(
 
 
 def test_without_ray_the_engine_is_one_line_with_the_install_command(
-        rgb_model: Path, cifar_folder: Path, tmp_path: Path) -> None:
+        ray_model: Path, cifar_folder: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "blocker" / "ray"
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text("raise ImportError('ray is blocked')\n")
     result = run_agscm("perturb", str(cifar_folder), str(tmp_path / "out"), "-m",
-                       str(rgb_model), "--engine", "ray",
+                       str(ray_model), "--engine", "ray",
                        env={"PYTHONPATH": str(blocker.parent)})
     assert result.returncode == 1
     assert result.stderr.strip() == ('error: the Ray engine needs Ray: '
