@@ -55,8 +55,8 @@ ROWS = (generator_label(RECIPE), *METHODS[1:])  # the table's row labels
 class DemoBudget:
     """What the demo spends; the limits count images, so any data set costs about the same.
 
-    On mnist-sample and 2 busy CPU cores the default took 4-11 minutes (11 at a load average of
-    10), `quick()` 2-3.
+    On mnist-sample and 2 busy CPU cores the default took 6 minutes, `quick()` 2 (docs/RESULTS.md
+    section 5).
     """
 
     test_images: int = 1000  # the one evaluation set: zoo, generator and table accuracies
