@@ -52,12 +52,13 @@ def test_training_fools_the_source(mnist_dir, tiny_zoo, tmp_path) -> None:
     assert meta["sources"] == ["tiny-natural"] and meta["image_size"] == [28, 28]
 
 
+# Relativistic CE and the blur of delta are the transfer recipe, whose real training run is the
+# demo's (tests/test_demo.py: its generator must visibly fool the natural model); the two
+# objectives the recipe leaves out get theirs here.
 @pytest.mark.parametrize("objective", [
-    {"loss": "rce", "train_limit": 1024},
     {"feature_weight": 1.0, "train_limit": 1024},
     {"diversity": 0.5, "train_limit": 1024},
-    {"smooth_sigma": 1.0, "train_limit": 1536},  # the blur learns slowest
-], ids=["relativistic", "feature-distortion", "input-diversity", "smoothing"])
+], ids=["feature-distortion", "input-diversity"])
 def test_each_objective_trains_a_generator_that_fools_the_source(mnist_dir, tiny_zoo, tmp_path,
                                                                 objective) -> None:
     result = train_generator(_config(mnist_dir, tiny_zoo, tmp_path / "g.safetensors", width=8,
