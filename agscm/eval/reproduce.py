@@ -34,7 +34,7 @@ from agscm.eval.report import (
 )
 from agscm.eval.sweep import DEFAULT_LAMBDAS, SweepConfig, SweepResult, run_sweep
 from agscm.eval.transfer import EvalConfig, TransferResult, evaluate
-from agscm.models.ensemble import ENSEMBLE_SEPARATOR
+from agscm.models.ensemble import ENSEMBLE_SEPARATOR, ensemble_members
 from agscm.models.registry import SUFFIX
 from agscm.train.recipes import PAPER, recipe_settings
 from agscm.train.trainer import SourceSpec, TrainConfig, train_generator
@@ -154,7 +154,7 @@ class Plan:
                 out = self.work / "generators" / f"{label}-{recipe}{tag}.safetensors"
                 configs[(label, recipe)] = TrainConfig(
                     data=self.data, out=str(out),
-                    sources=[SourceSpec(member) for member in label.split(ENSEMBLE_SEPARATOR)],
+                    sources=[SourceSpec(member) for member in ensemble_members(label)],
                     zoo_dir=budget.zoo_dir, eps=self.spec.eps, batch_size=budget.batch_size,
                     seed=budget.seed, train_limit=budget.train_limit, val_limit=budget.val_limit,
                     device=budget.device, **settings)

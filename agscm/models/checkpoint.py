@@ -7,7 +7,6 @@ half-written file under the final name.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -80,15 +79,6 @@ def optimizer_from_tensors(tensors: dict[str, torch.Tensor], rest: dict[str, Any
     for index, entries in rest["scalars"].items():
         state.setdefault(int(index), {}).update(entries)
     return {"state": state, "param_groups": rest["param_groups"]}
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes: a copied checkpoint matches, a retrained one does not."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def require_same_config(path: Path, saved: dict[str, Any], wanted: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agscm.digest import file_digest
 from agscm.errors import AgscmError
 from agscm.runtime import workers
 from agscm.runtime.files import InputTree, check_destination, identity, output_name, walk
@@ -117,7 +118,7 @@ def processes(workers: int | None) -> int:
 def settings_key(model: GeneratorModel, options: FolderOptions) -> str:
     """A short hash of what decides an output's pixels: the model file and output options."""
     lossy = FORMATS[options.format][2]
-    settings = {"model": hashlib.sha256(model.path.read_bytes()).hexdigest(),
+    settings = {"model": file_digest(model.path),
                 "format": options.format, "quality": options.quality if lossy else None,
                 "tile": options.tile}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]

@@ -28,10 +28,10 @@ from agscm import __version__
 from agscm.data import ImageSet, load_split
 from agscm.data.budget import default_eps
 from agscm.data.registry import dataset_tag
+from agscm.digest import file_digest
 from agscm.errors import AgscmError
 from agscm.models.batches import batch_count, iterate_batches, iterate_indexed_batches
 from agscm.models.checkpoint import (
-    file_digest,
     optimizer_from_tensors,
     optimizer_to_tensors,
     require_same_config,

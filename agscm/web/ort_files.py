@@ -8,10 +8,10 @@ built from exactly the files the browser test ran; nothing is fetched at run tim
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
+from agscm.digest import file_digest
 from agscm.errors import AgscmError
 
 ORT_VERSION = "1.30.0"
@@ -31,14 +31,6 @@ INSTALL_HINT = (f"run `npm ci --prefix web` in the agscm repository, or `npm ins
                 "node_modules/onnxruntime-web/dist")
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def locate_ort_dist(ort_dist: Path | None = None) -> Path:
     """The folder holding the pinned files: the argument, else $AGSCM_ORT_WEB, else the
     checkout's web/node_modules; each file is checked against its pinned sha256."""
@@ -53,7 +45,7 @@ def locate_ort_dist(ort_dist: Path | None = None) -> Path:
         if not path.is_file():
             raise AgscmError(f"{path}: missing; is {folder} onnxruntime-web {ORT_VERSION}'s dist "
                              f"folder? {INSTALL_HINT}")
-        if sha256(path) != expected:
+        if file_digest(path) != expected:
             raise AgscmError(f"{path}: not the file of onnxruntime-web {ORT_VERSION} (sha256 "
                              f"differs); the page is tested with exactly that release. "
                              f"{INSTALL_HINT}")

@@ -26,9 +26,10 @@ from agscm.contract import (
     SUPPORTED_CHANNELS,
     GeneratorMetadata,
 )
+from agscm.digest import file_digest
 from agscm.errors import AgscmError
 from agscm.runtime import Perturber
-from agscm.web.ort_files import ORT_FILES, ORT_MODULE, ORT_VERSION, locate_ort_dist, sha256
+from agscm.web.ort_files import ORT_FILES, ORT_MODULE, ORT_VERSION, locate_ort_dist
 
 MANIFEST = "agscm-site.json"
 MODEL_FILE = "model.onnx"
@@ -111,7 +112,7 @@ def build_site(folder: str | Path, model: str | Path, ort_dist: str | Path | Non
     dist = locate_ort_dist(Path(ort_dist) if ort_dist is not None else None)
     previous = _previous_files(folder)
 
-    model_sha = sha256(model)
+    model_sha = file_digest(model)
     model_bytes = model.stat().st_size
     config = _page_config(model, model_bytes, model_sha, max_pixels)
     html = _static("index.html").decode("utf-8").replace(CONFIG_MARK, config)
