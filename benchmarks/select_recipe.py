@@ -25,6 +25,7 @@ from statistics import mean
 from typing import Any
 
 from agscm.eval.methods import generator_label
+from agscm.eval.reading import standings
 from agscm.eval.report import markdown_table, number
 from agscm.eval.transfer import EvalConfig, TransferResult, evaluate
 from agscm.models.ensemble import ensemble_members
@@ -81,17 +82,13 @@ def train_candidate(name: str, source: str, args: argparse.Namespace) -> str:
 def summary(result: TransferResult, candidates: list[str]) -> list[dict[str, Any]]:
     """Per candidate: mean black-box accuracy, cells won against every baseline, collapse."""
     rows = []
-    baselines = [m for m in result.methods if not m.startswith("aeg-gc")]
     for name in candidates:
         label = generator_label(name)
-        mine = [c for c in result.cells if c.method == label and not c.white_box]
-        won = 0
-        for cell in mine:
-            rivals = [result.cell(cell.source, m, cell.target) for m in baselines]
-            won += all(cell.accuracy < r.accuracy for r in rivals if r is not None)
+        black_box = standings(result, label)
         white = [c for c in result.cells if c.method == label and c.white_box]
-        rows.append({"candidate": name, "black_box_mean": mean(c.accuracy for c in mine),
-                     "cells": len(mine), "beats_every_baseline": won,
+        rows.append({"candidate": name,
+                     "black_box_mean": mean(s.cell.accuracy for s in black_box),
+                     "cells": len(black_box), "beats_every_baseline": sum(s.lowest for s in black_box),
                      "white_box_mean": mean(c.accuracy for c in white) if white else None,
                      "worst_collapse": max(c.collapse for c in result.cells if c.method == label)})
     return sorted(rows, key=lambda row: row["black_box_mean"])
