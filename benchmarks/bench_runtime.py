@@ -13,12 +13,13 @@ weights: speed does not depend on what a generator learned):
    Per run: images/s (wall clock of the command, start-up included), CPU seconds of the
    whole process tree, and peak memory sampled every 20 ms: the sum of RSS over the process
    tree (the bar's measure) and the largest single process;
-2. the array API: `Perturber.perturb_array` against a bare onnxruntime session with the
+2. this checkout on the photos with `--tile` 128, 256, 384 and 512;
+3. the array API: `Perturber.perturb_array` against a bare onnxruntime session with the
    same options on the same batch (32x32 batch 256, and one 1080p image);
-3. the generator alone in onnxruntime vs PyTorch eager, batch 64 and 256, 1 and 2 threads
+4. the generator alone in onnxruntime vs PyTorch eager, batch 64 and 256, 1 and 2 threads
    (fp16/int8 variants beside fp32);
-4. PNG compression levels on the perturbed photos: encode time and bytes;
-5. crafting: the generator vs PGD-10 and ATA-10 on 500 MNIST test images.
+5. PNG compression levels on the perturbed photos: encode time and bytes;
+6. crafting: the generator vs PGD-10 and ATA-10 on 500 MNIST test images.
 """
 
 from __future__ import annotations
@@ -189,13 +190,14 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def timed_perturb(agscm: Path, source: Path, model: Path, work: Path) -> dict:
+def timed_perturb(agscm: Path, source: Path, model: Path, work: Path,
+                  options: tuple[str, ...] = ()) -> dict:
     """One `agscm perturb` run: wall time, CPU of the process tree, peak memory."""
     out = Path(tempfile.mkdtemp(prefix="out-", dir=work))
     before = os.times()
     start = time.perf_counter()
     process = subprocess.Popen([str(agscm), "perturb", str(source), str(out), "--model",
-                                str(model), "--device", "cpu"],
+                                str(model), "--device", "cpu", *options],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak_sum, peak_one, done = 0.0, 0.0, threading.Event()
 
@@ -258,6 +260,27 @@ def side_by_side(installs: dict[str, Path], folders: dict[str, Path], model: Pat
 
 
 # --- the engine's parts ---------------------------------------------------------------------
+
+def tile_sizes(agscm: Path, photos: Path, model: Path, repeats: int, work: Path) -> dict:
+    """This checkout on the photos with each `--tile`, interleaved: images/s and peak memory
+    (why the default is what it is: onnxruntime's memory, and its time per pixel, grow with
+    the pixels of one call; smaller tiles recompute more overlap)."""
+    sizes = (128, 256, 384, 512)
+    runs: dict[int, list[dict]] = {size: [] for size in sizes}
+    for _ in range(repeats):
+        for size in sizes:
+            runs[size].append(timed_perturb(agscm, photos, model, work, ("--tile", str(size))))
+    rows = {}
+    for size, size_runs in runs.items():
+        rows[f"tile_{size}"] = {
+            "images_per_second": float(np.median([r["images_per_second"] for r in size_runs])),
+            "cpu_seconds": float(np.median([r["cpu_seconds"] for r in size_runs])),
+            "max_peak_rss_sum_mb": max(r["peak_rss_sum_mb"] for r in size_runs)}
+        row = rows[f"tile_{size}"]
+        print(f"  --tile {size}: {row['images_per_second']:.2f} images/s, {row['cpu_seconds']:.1f}"
+              f" CPU s, peak RSS {row['max_peak_rss_sum_mb']:.0f} MB (sum)", flush=True)
+    return rows
+
 
 def array_api(model: Path, batches: dict[str, np.ndarray], repeats: int) -> dict:
     """perturb_array against a bare session with the same options, interleaved."""
@@ -392,6 +415,9 @@ def main() -> None:
         print("folder -> folder, interleaved:", flush=True)
         results["folder"] = side_by_side(installs, folders, paths["fp32"], args.repeats, work)
 
+        print("tile sizes on the photos (this checkout):", flush=True)
+        results["tile_sizes"] = tile_sizes(installs["new"], folders["photos_1920x1080"],
+                                           paths["fp32"], args.repeats, work)
         print("array API vs bare session:", flush=True)
         photo = np.asarray(Image.open(next(folders["photos_1920x1080"].glob("*.jpg"))))
         results["array_api"] = array_api(paths["fp32"], {

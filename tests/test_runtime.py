@@ -478,6 +478,27 @@ def test_a_torn_last_manifest_line_is_cut_off_and_reported(tmp_path: Path) -> No
     manifest.close()
 
 
+def test_the_manifest_is_rewritten_only_when_an_input_has_several_lines(tmp_path: Path) -> None:
+    from agscm.runtime.manifest import FileRecord, Manifest
+
+    path = tmp_path / "manifest.jsonl"
+    path.write_text(_record("a"))
+    manifest = Manifest.open(path, str(tmp_path / "in"), set())
+    manifest.append([FileRecord("b", "b.png", "ok")])
+    manifest.update([FileRecord("c", "c.png", "ok"), FileRecord("d", None, "skipped")])
+    with path.open("a") as handle:  # as a worker process appends its own lines
+        handle.write(_record("c"))
+    inode = path.stat().st_ino
+    manifest.compact()  # one line per input already: left as it is
+    assert path.stat().st_ino == inode and len(path.read_text().splitlines()) == 3
+    manifest.append([FileRecord("a", None, "failed", error="redone")])
+    manifest.compact()
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert path.stat().st_ino != inode and [row["input"] for row in rows] == ["a", "b", "c"]
+    assert rows[0]["status"] == "failed"
+    manifest.close()
+
+
 def test_a_broken_manifest_line_in_the_middle_is_an_error(tmp_path: Path) -> None:
     from agscm.runtime.manifest import Manifest
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from agscm.errors import AgscmError, one_line_errors
+from agscm.runtime.tiles import DEFAULT_TILE
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -35,16 +36,17 @@ def perturb(
                                                       "jpeg (lossy: may break eps).")] = "png",
     quality: Annotated[int, typer.Option(help="JPEG/WebP quality (1-100).")] = 95,
     png_level: Annotated[int, typer.Option(
-        help="PNG compression: 1 (fast, the default), 6-9 (about 1% smaller, 10x slower), "
+        help="PNG compression: 1 (fast, the default), 6-9 (about 1% smaller, many times slower), "
              "0 (stored: fastest, twice the bytes).")] = 1,
-    batch_size: Annotated[int, typer.Option(help="Images (or tiles) of one size per model "
-                                                 "call.")] = 256,
+    batch_size: Annotated[int, typer.Option(
+        help="At most this many images (or tiles) of one size per model call; a call never "
+             f"holds more pixels than one {DEFAULT_TILE}x{DEFAULT_TILE} tile.")] = 256,
     workers: Annotated[int | None, typer.Option(
         help="Worker processes beside this one; each decodes, runs the model and encodes "
              "(default: one per extra core; 0: all in this process).")] = None,
     tile: Annotated[int, typer.Option(
         help="Run images larger than this many pixels a side in overlapping tiles, so memory "
-             "stays bounded (0: whole images).")] = 512,
+             "stays bounded (0: whole images).")] = DEFAULT_TILE,
     channels: Annotated[str, typer.Option(
         help="convert: turn images into the model's channels, with a warning when colour "
              "becomes grey; strict: refuse images whose colour does not match the model.")

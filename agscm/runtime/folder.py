@@ -13,14 +13,16 @@ import hashlib
 import json
 import multiprocessing
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import SimpleQueue
 
 import numpy as np
 
@@ -284,21 +286,55 @@ class FolderRun:
 
     def _dispatch(self, jobs: deque[Job], local: workers.Worker,
                   pool: ProcessPoolExecutor | None) -> None:
-        """Keep two tasks queued per worker; this process takes a task whenever it is free."""
-        out: deque[Future[list[FileRecord]]] = deque()
-        while jobs or out:
-            while pool is not None and jobs and len(out) < 2 * self.workers:
-                out.append(pool.submit(workers.process, self._task(jobs)))
-            if jobs:
-                self._done(local.process(self._task(jobs)))
+        """Each worker holds one task and gets the next the moment it returns one (from the
+        pool's own thread); this process takes a task whenever it is free. So no worker
+        waits for this process to finish a photo, and no worker sits on a queued task at
+        the end while this process has nothing left to do."""
+        finished: SimpleQueue[Future[list[FileRecord]]] = SimpleQueue()
+        lock = threading.Lock()  # guards `jobs` and `handed`, shared with the pool's thread
+        handed, tallied = 0, 0
+
+        def hand_out() -> None:
+            nonlocal handed
+            with lock:
+                task = self._task(jobs)
+                if not task:
+                    return
+                try:
+                    future = pool.submit(workers.process, task)
+                except (RuntimeError, BrokenProcessPool):  # shutting down, or a worker died
+                    jobs.extendleft(reversed(task))
+                    return
+                handed += 1
+            future.add_done_callback(returned)
+
+        def returned(future: Future[list[FileRecord]]) -> None:
+            finished.put(future)
+            if not future.cancelled() and future.exception() is None:
+                hand_out()
+
+        for _ in range(self.workers if pool is not None else 0):
+            hand_out()
+        while True:
+            while not finished.empty():
+                self._tally_task(finished.get())
+                tallied += 1
+            with lock:
+                task = self._task(jobs)
+                waiting = handed > tallied
+            if task:
+                self._done(local.process(task))
+            elif waiting:
+                self._tally_task(finished.get())
+                tallied += 1
             else:
-                wait(out, return_when=FIRST_COMPLETED)
-            for future in [future for future in out if future.done()]:
-                out.remove(future)
-                self._done(future.result())
+                return
 
     def _task(self, jobs: deque[Job]) -> list[Job]:
         return [jobs.popleft() for _ in range(min(self.task_files, len(jobs)))]
+
+    def _tally_task(self, future: Future[list[FileRecord]]) -> None:
+        self._done(future.result())  # raises BrokenProcessPool if its worker died
 
     def _done(self, records: list[FileRecord]) -> None:
         """Tally a finished task (its lines are in the manifest) and size the next ones."""

@@ -5,7 +5,7 @@ only after its output has been renamed into place, so a killed run never claims 
 it did not finish, and an output without its `ok` line is redone. On start a torn last line
 (a run killed, or a disk filled, mid-write) is cut off and reported; a broken line elsewhere
 is an error, never skipped in silence. At the end of a run the file is rewritten (atomically)
-to one line per input, the latest. An exclusive lock keeps two runs off one manifest.
+to one line per input, the latest, unless it already is (a first run writes each input once). An exclusive lock keeps two runs off one manifest.
 """
 
 from __future__ import annotations
@@ -60,11 +60,12 @@ class Manifest:
     """An open, locked manifest: the latest record per input, and appends."""
 
     def __init__(self, path: Path, descriptor: int, latest: dict[str, FileRecord],
-                 repaired: str | None) -> None:
+                 repaired: str | None, lines: int) -> None:
         self.path = path
         self.descriptor = descriptor
         self.latest = latest
         self.repaired = repaired  # what was cut off on start, to tell the user
+        self.lines = lines  # records in the file, read on start or appended since
 
     @classmethod
     def open(cls, path: Path, input_real: str, input_files: set[Identity],
@@ -95,11 +96,11 @@ class Manifest:
             os.close(descriptor)
             raise AgscmError(f"{path}: another agscm perturb is writing this manifest") from None
         try:
-            latest, repaired = _read(Path(real), descriptor)
+            latest, repaired, lines = _read(Path(real), descriptor)
         except BaseException:
             os.close(descriptor)
             raise
-        return cls(Path(real), descriptor, latest, repaired)
+        return cls(Path(real), descriptor, latest, repaired, lines)
 
     def append(self, records: list[FileRecord]) -> None:
         """Write their lines now; see `append_lines`."""
@@ -111,9 +112,13 @@ class Manifest:
         for record in records:
             if record.status != "skipped":
                 self.latest[record.input] = record
+                self.lines += 1
 
     def compact(self) -> None:
-        """Rewrite the file as one line per input (the latest), atomically."""
+        """Rewrite the file as one line per input (the latest), atomically; a file that
+        holds as many lines as inputs already is that."""
+        if self.lines == len(self.latest):
+            return
         lines = "".join(record.to_json() + "\n" for record in self.latest.values())
         try:
             with atomic_path(self.path) as temp:
@@ -139,10 +144,12 @@ def append_lines(descriptor: int, path: Path, records: list[FileRecord]) -> None
                          "recorded so far are safe, rerun to resume") from None
 
 
-def _read(path: Path, descriptor: int) -> tuple[dict[str, FileRecord], str | None]:
-    """The latest record per input; a torn last line is truncated away and described."""
+def _read(path: Path, descriptor: int) -> tuple[dict[str, FileRecord], str | None, int]:
+    """The latest record per input, what was repaired, and the number of records; a torn
+    last line is truncated away and described."""
     data = path.read_bytes()
     latest: dict[str, FileRecord] = {}
+    count = 0
     lines = data.split(b"\n")
     complete, tail = lines[:-1], lines[-1]  # tail: bytes after the last newline
     good_bytes = len(data) - len(tail)
@@ -158,8 +165,9 @@ def _read(path: Path, descriptor: int) -> tuple[dict[str, FileRecord], str | Non
             raise AgscmError(f"{path}: line {number} is not a manifest record; fix or move the "
                              "manifest (resume trusts it)") from None
         latest[record.input] = record
+        count += 1
     if tail:
         repaired = f"its last line was torn ({len(tail)} bytes without a newline)"
     if repaired is not None:
         os.ftruncate(descriptor, good_bytes)
-    return latest, repaired
+    return latest, repaired, count
