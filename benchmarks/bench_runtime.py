@@ -7,7 +7,7 @@ In one run, on the same machine and model (the default 3-channel CIFAR-10 genera
 weights: speed does not depend on what a generator learned):
 1. folder -> folder, `agscm perturb` of the baseline commit and of this checkout, each
    installed alone (base install, no torch) in its own fresh venv, runs interleaved
-   (baseline, new, baseline, new, ...) so both see the same load: the 10,000 CIFAR-10 test
+   (baseline, new, new, baseline, ...) so both see the same load: the 10,000 CIFAR-10 test
    JPEGs (32x32) and `--photos` 1920x1080 photos. The photos are real data: each is 32
    CIFAR-10 test images upscaled (bicubic) to 240x270 and tiled 8x4, saved as JPEG q90.
    Per run: images/s (wall clock of the command, start-up included), CPU seconds of the
@@ -229,12 +229,15 @@ def timed_perturb(agscm: Path, source: Path, model: Path, work: Path,
 
 def side_by_side(installs: dict[str, Path], folders: dict[str, Path], model: Path,
                  repeats: int, work: Path) -> dict:
-    """Each workload, each install, `repeats` times, interleaved; medians and ratios."""
+    """Each workload, each install, `repeats` times, interleaved in alternating order (A B,
+    B A, ...: the first run after fresh files tends to be the fastest, and neither version
+    should always get it); medians and ratios."""
     results: dict = {}
     for workload, folder in folders.items():
         runs: dict[str, list[dict]] = {name: [] for name in installs}
         for repeat in range(repeats):
-            for name, agscm in installs.items():
+            order = list(installs.items())
+            for name, agscm in order if repeat % 2 == 0 else reversed(order):
                 row = timed_perturb(agscm, folder, model, work)
                 runs[name].append(row)
                 print(f"  {workload} {name} run {repeat + 1}: {row['images_per_second']:.1f} "

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 _EXPORTS = {"FolderOptions": "folder", "FolderSummary": "folder", "FileRecord": "manifest",
             "GeneratorModel": "model", "Perturber": "perturber"}
-__all__ = sorted(_EXPORTS)
+__all__ = ["FileRecord", "FolderOptions", "FolderSummary", "GeneratorModel", "Perturber"]
 
 
 def __getattr__(name: str) -> Any:

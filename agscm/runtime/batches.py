@@ -2,9 +2,9 @@
 
 Every model call holds at most BATCH_PIXELS pixels, one default tile (64 CIFAR-10 images), so
 memory does not grow with the images' size; onnxruntime on a CPU also runs this generator
-faster per pixel in calls of that size than in larger ones (its activations stay in cache). Each image's tiles are cut out, run, and
-their cores pasted back (agscm.runtime.tiles); the L-inf bound is kept in 8-bit steps
-against the clean pixels (agscm.runtime.arrays.quantize).
+faster per pixel in calls of that size than in larger ones (its activations stay in cache).
+Each image's tiles are cut out, run, and their cores pasted back (agscm.runtime.tiles); the
+L-inf bound is kept in 8-bit steps against the clean pixels (agscm.runtime.arrays.quantize).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ only after its output has been renamed into place, so a killed run never claims 
 it did not finish, and an output without its `ok` line is redone. On start a torn last line
 (a run killed, or a disk filled, mid-write) is cut off and reported; a broken line elsewhere
 is an error, never skipped in silence. At the end of a run the file is rewritten (atomically)
-to one line per input, the latest, unless it already is (a first run writes each input once). An exclusive lock keeps two runs off one manifest.
+to one line per input, the latest, unless it already is (a first run writes each input
+once). An exclusive lock keeps two runs off one manifest.
 """
 
 from __future__ import annotations
