@@ -36,8 +36,8 @@ def perturb(
                                                       "jpeg (lossy: may break eps).")] = "png",
     quality: Annotated[int, typer.Option(help="JPEG/WebP quality (1-100).")] = 95,
     png_level: Annotated[int, typer.Option(
-        help="PNG compression: 1 (fast, the default), 6-9 (about 1% smaller, many times slower), "
-             "0 (stored: fastest, twice the bytes).")] = 1,
+        help="PNG compression: 1 (fast, the default), 2-9 (many times slower; smaller only where "
+             "an image keeps flat areas), 0 (stored: fastest, twice the bytes).")] = 1,
     batch_size: Annotated[int, typer.Option(
         help="At most this many images (or tiles) of one size per model call; a call never "
              f"holds more pixels than one {DEFAULT_TILE}x{DEFAULT_TILE} tile.")] = 256,
