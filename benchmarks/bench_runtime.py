@@ -63,6 +63,11 @@ DATA = Path(os.environ.get("AGSCM_DATA", REPO.parent / "shared" / "data"))
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
+def medians(rows: list[dict]) -> dict[str, float]:
+    """Per key, the median over runs."""
+    return {key: float(np.median([row[key] for row in rows])) for key in rows[0]}
+
+
 def median_seconds(function, repeats: int) -> float:
     """Median wall time of `function()` after one warm-up call."""
     function()
@@ -244,8 +249,7 @@ def side_by_side(installs: dict[str, Path], folders: dict[str, Path], model: Pat
                       f"images/s, {row['cpu_seconds']:.1f} CPU s, peak RSS "
                       f"{row['peak_rss_sum_mb']:.0f} MB (sum), load "
                       f"{row['load_average_1min']:.1f}", flush=True)
-        summary = {name: {key: float(np.median([row[key] for row in rows]))
-                          for key in rows[0]} for name, rows in runs.items()}
+        summary = {name: medians(rows) for name, rows in runs.items()}
         baseline, new = (summary[name] for name in installs)
         results[workload] = {
             "runs": runs, "median": summary,
@@ -266,8 +270,8 @@ def side_by_side(installs: dict[str, Path], folders: dict[str, Path], model: Pat
 
 def tile_sizes(agscm: Path, photos: Path, model: Path, repeats: int, work: Path) -> dict:
     """This checkout on the photos with each `--tile`, interleaved: images/s and peak memory
-    (why the default is what it is: onnxruntime's memory, and its time per pixel, grow with
-    the pixels of one call; smaller tiles recompute more overlap)."""
+    (why the default is what it is: onnxruntime's memory grows with the pixels of one call,
+    and smaller tiles recompute more overlap)."""
     sizes = (128, 256, 384, 512)
     runs: dict[int, list[dict]] = {size: [] for size in sizes}
     for _ in range(repeats):
@@ -275,9 +279,9 @@ def tile_sizes(agscm: Path, photos: Path, model: Path, repeats: int, work: Path)
             runs[size].append(timed_perturb(agscm, photos, model, work, ("--tile", str(size))))
     rows = {}
     for size, size_runs in runs.items():
+        middle = medians(size_runs)
         rows[f"tile_{size}"] = {
-            "images_per_second": float(np.median([r["images_per_second"] for r in size_runs])),
-            "cpu_seconds": float(np.median([r["cpu_seconds"] for r in size_runs])),
+            "images_per_second": middle["images_per_second"], "cpu_seconds": middle["cpu_seconds"],
             "max_peak_rss_sum_mb": max(r["peak_rss_sum_mb"] for r in size_runs)}
         row = rows[f"tile_{size}"]
         print(f"  --tile {size}: {row['images_per_second']:.2f} images/s, {row['cpu_seconds']:.1f}"

@@ -1,8 +1,7 @@
 """Decoded images -> adversarial uint8 images: tiles of equal size batched into model calls.
 
 Every model call holds at most BATCH_PIXELS pixels, one default tile (64 CIFAR-10 images), so
-memory does not grow with the images' size; onnxruntime on a CPU also runs this generator
-faster per pixel in calls of that size than in larger ones (its activations stay in cache).
+memory does not grow with the images' size or the batch size.
 Each image's tiles are cut out, run, and their cores pasted back (agscm.runtime.tiles); the
 L-inf bound is kept in 8-bit steps against the clean pixels (agscm.runtime.arrays.quantize).
 """

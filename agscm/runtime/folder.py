@@ -294,6 +294,11 @@ class FolderRun:
         lock = threading.Lock()  # guards `jobs` and `handed`, shared with the pool's thread
         handed, tallied = 0, 0
 
+        def tally(future: Future[list[FileRecord]]) -> None:
+            nonlocal tallied
+            self._done(future.result())  # raises BrokenProcessPool if its worker died
+            tallied += 1
+
         def hand_out() -> None:
             nonlocal handed
             with lock:
@@ -313,28 +318,24 @@ class FolderRun:
             if not future.cancelled() and future.exception() is None:
                 hand_out()
 
-        for _ in range(self.workers if pool is not None else 0):
-            hand_out()
+        if pool is not None:
+            for _ in range(self.workers):
+                hand_out()
         while True:
             while not finished.empty():
-                self._tally_task(finished.get())
-                tallied += 1
+                tally(finished.get())
             with lock:
                 task = self._task(jobs)
                 waiting = handed > tallied
             if task:
                 self._done(local.process(task))
             elif waiting:
-                self._tally_task(finished.get())
-                tallied += 1
+                tally(finished.get())
             else:
                 return
 
     def _task(self, jobs: deque[Job]) -> list[Job]:
         return [jobs.popleft() for _ in range(min(self.task_files, len(jobs)))]
-
-    def _tally_task(self, future: Future[list[FileRecord]]) -> None:
-        self._done(future.result())  # raises BrokenProcessPool if its worker died
 
     def _done(self, records: list[FileRecord]) -> None:
         """Tally a finished task (its lines are in the manifest) and size the next ones."""

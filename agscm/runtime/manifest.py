@@ -120,10 +120,10 @@ class Manifest:
         holds as many lines as inputs already is that."""
         if self.lines == len(self.latest):
             return
-        lines = "".join(record.to_json() + "\n" for record in self.latest.values())
+        text = "".join(record.to_json() + "\n" for record in self.latest.values())
         try:
             with atomic_path(self.path) as temp:
-                temp.write_text(lines)
+                temp.write_text(text)
         except OSError as exc:
             raise AgscmError(f"{self.path}: cannot rewrite the manifest ({exc.strerror}); "
                              "it is intact, with earlier lines kept") from None

@@ -1,14 +1,13 @@
 """Large images in overlapping tiles, so the model's memory stays bounded whatever the size.
 
 onnxruntime's memory grows with the pixels of one call (953 MB peak for a whole 1920x1080
-image, measured when tiling was added), and on a CPU so does its time per pixel, so an
-image larger than the tile runs as tiles of at most `size` x `size` pixels: each tile's
-core is kept, and a margin of real neighbouring pixels around it (instead of reflect
-padding) gives the convolutions their context at the seams. The default, 256, ran photos as
-fast as larger tiles and, unlike them, kept two processes under 300 MB
-(benchmarks/bench_runtime.py, tile sizes). The generator's InstanceNorm statistics are
-then per tile, so a tiled image differs slightly from one whole-image pass; the eps bound
-holds in both.
+image, measured when tiling was added), so an image larger than the tile runs as tiles of
+at most `size` x `size` pixels: each tile's core is kept, and a margin of real neighbouring
+pixels around it (instead of reflect padding) gives the convolutions their context at the
+seams. The default, 256, ran photos as fast as larger tiles and, unlike them, kept two
+processes under 300 MB (benchmarks/bench_runtime.py, tile sizes). The generator's
+InstanceNorm statistics are then per tile, so a tiled image differs slightly from one
+whole-image pass; the eps bound holds in both.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ Data does the scheduling: the jobs become a dataset of blocks of TASK_FILES file
 runs in tasks, the generator in an actor pool (one onnxruntime session per actor; with
 `--device cuda` each actor holds a GPU), encoding and the atomic write in tasks, or, on
 CPUs, in the actors (agscm.runtime.ray.stages). Workers read IN and write OUT by the same
-paths as the driver,
-so on a cluster both live on storage every node mounts at the same place (docs/RAY.md).
+paths as the driver, so on a cluster both live on storage every node mounts at the same
+place (docs/RAY.md).
 Ray itself is imported only here, when a run starts: the base install works without it.
 """
 
