@@ -12,7 +12,9 @@ weights: speed does not depend on what a generator learned):
    CIFAR-10 test images upscaled (bicubic) to 240x270 and tiled 8x4, saved as JPEG q90.
    Per run: images/s (wall clock of the command, start-up included), CPU seconds of the
    whole process tree, and peak memory sampled every 20 ms: the sum of RSS over the process
-   tree (the bar's measure) and the largest single process;
+   tree (the bar's measure) and the largest single process. Each run writes a fresh folder
+   and keeps it until the series ends; each series starts 65 s after the last deletion
+   (`settle`: deleted files slow the next file creations on this disk);
 2. this checkout on the photos with `--tile` 128, 256, 384 and 512;
 3. the array API: `Perturber.perturb_array` against a bare onnxruntime session with the
    same options on the same batch (32x32 batch 256, and one 1080p image);
@@ -61,6 +63,7 @@ from agscm.train.zoo import ZooConfig, train_classifier
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("AGSCM_DATA", REPO.parent / "shared" / "data"))
 PRECISIONS = ("fp32", "fp16", "int8")
+SETTLE_SECONDS = 65  # see settle()
 
 
 def medians(rows: list[dict]) -> dict[str, float]:
@@ -195,10 +198,25 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def settle(work: Path) -> None:
+    """Delete the outputs of earlier runs, flush, and wait until their inodes may be reused.
+
+    This machine's disk is ext4 without a journal, where creating a file skips every inode
+    freed in the last 60 s (360 s while its table block is unwritten): right after 10,000
+    outputs were deleted, the next run creates each file past them, up to twice as slowly.
+    So runs in a series keep their outputs, and each series starts on a quiet file system.
+    """
+    subprocess.run(["rm", "-rf", str(work / "outputs")], check=True)
+    os.sync()
+    time.sleep(SETTLE_SECONDS)
+
+
 def timed_perturb(agscm: Path, source: Path, model: Path, work: Path,
                   options: tuple[str, ...] = ()) -> dict:
-    """One `agscm perturb` run: wall time, CPU of the process tree, peak memory."""
-    out = Path(tempfile.mkdtemp(prefix="out-", dir=work))
+    """One `agscm perturb` run: wall time, CPU of the process tree, peak memory. The output
+    stays (see `settle`)."""
+    (work / "outputs").mkdir(exist_ok=True)
+    out = Path(tempfile.mkdtemp(prefix="out-", dir=work / "outputs"))
     before = os.times()
     start = time.perf_counter()
     process = subprocess.Popen([str(agscm), "perturb", str(source), str(out), "--model",
@@ -224,7 +242,6 @@ def timed_perturb(agscm: Path, source: Path, model: Path, work: Path,
         raise SystemExit(f"{agscm} perturb failed:\n{stderr}")
     images = sum(1 for path in out.rglob("*.png"))
     output_bytes = sum(path.stat().st_size for path in out.rglob("*.png"))
-    subprocess.run(["rm", "-rf", str(out)], check=True)
     return {"images": images, "wall_seconds": wall, "images_per_second": images / wall,
             "cpu_seconds": (after.children_user - before.children_user)
                            + (after.children_system - before.children_system),
@@ -239,6 +256,7 @@ def side_by_side(installs: dict[str, Path], folders: dict[str, Path], model: Pat
     should always get it); medians and ratios."""
     results: dict = {}
     for workload, folder in folders.items():
+        settle(work)
         runs: dict[str, list[dict]] = {name: [] for name in installs}
         for repeat in range(repeats):
             order = list(installs.items())
@@ -274,6 +292,7 @@ def tile_sizes(agscm: Path, photos: Path, model: Path, repeats: int, work: Path)
     and smaller tiles recompute more overlap)."""
     sizes = (128, 256, 384, 512)
     runs: dict[int, list[dict]] = {size: [] for size in sizes}
+    settle(work)
     for _ in range(repeats):
         for size in sizes:
             runs[size].append(timed_perturb(agscm, photos, model, work, ("--tile", str(size))))
@@ -426,6 +445,7 @@ def main() -> None:
         results["tile_sizes"] = tile_sizes(installs["new"], folders["photos_1920x1080"],
                                            paths["fp32"], args.repeats, work)
         print("array API vs bare session:", flush=True)
+        settle(work)  # the photo outputs' writeback would land in some timings, not others
         photo = np.asarray(Image.open(next(folders["photos_1920x1080"].glob("*.jpg"))))
         results["array_api"] = array_api(paths["fp32"], {
             "32x32_batch256": np.ascontiguousarray(sample),
