@@ -8,15 +8,19 @@ sequentially (which finds everything done) gives the same files as running it se
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import torch
+
 T = TypeVar("T")
 
 
-def _logged(job: Callable[..., T], log: str, args: tuple[Any, ...]) -> T:
+def _logged(job: Callable[..., T], log: str, args: tuple[Any, ...], threads: int) -> T:
+    torch.set_num_threads(threads)  # else every process starts one thread per core
     with open(log, "a") as stream:  # the worker's output goes to its own log file
         sys.stdout = sys.stderr = stream
         return job(*args)
@@ -25,12 +29,15 @@ def _logged(job: Callable[..., T], log: str, args: tuple[Any, ...]) -> T:
 def run_jobs(job: Callable[..., T], arguments: Sequence[tuple[Any, ...]], logs: Sequence[Path],
              jobs: int) -> list[T]:
     """`job(*args)` for every args, `jobs` processes at a time (1: in this process, with its
-    progress bars); worker output goes to the matching log file. Results in input order."""
+    progress bars); worker output goes to the matching log file. Results in input order.
+    The processes share the cores: each gets torch threads = cores // processes (at least 1)."""
     if jobs <= 1 or len(arguments) <= 1:
         return [job(*args) for args in arguments]
     for log in logs:
         Path(log).parent.mkdir(parents=True, exist_ok=True)
-    with multiprocessing.get_context("spawn").Pool(min(jobs, len(arguments))) as pool:
-        pending = [pool.apply_async(_logged, (job, str(log), args))
+    processes = min(jobs, len(arguments))
+    threads = max(1, (os.cpu_count() or 1) // processes)
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        pending = [pool.apply_async(_logged, (job, str(log), args, threads))
                    for args, log in zip(arguments, logs, strict=True)]
         return [result.get() for result in pending]
