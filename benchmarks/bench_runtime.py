@@ -203,7 +203,8 @@ def settle(work: Path) -> None:
 
     This machine's disk is ext4 without a journal, where creating a file skips every inode
     freed in the last 60 s (360 s while its table block is unwritten): right after 10,000
-    outputs were deleted, the next run creates each file past them, up to twice as slowly.
+    outputs were deleted, the next run creates each file past them (about 1.5x the wall
+    time on the CIFAR-10 folder here, docs/RESULTS.md §4b).
     So runs in a series keep their outputs, and each series starts on a quiet file system.
     """
     subprocess.run(["rm", "-rf", str(work / "outputs")], check=True)
@@ -240,8 +241,8 @@ def timed_perturb(agscm: Path, source: Path, model: Path, work: Path,
     after = os.times()
     if process.returncode != 0:
         raise SystemExit(f"{agscm} perturb failed:\n{stderr}")
-    images = sum(1 for path in out.rglob("*.png"))
-    output_bytes = sum(path.stat().st_size for path in out.rglob("*.png"))
+    outputs = list(out.rglob("*.png"))
+    images, output_bytes = len(outputs), sum(path.stat().st_size for path in outputs)
     return {"images": images, "wall_seconds": wall, "images_per_second": images / wall,
             "cpu_seconds": (after.children_user - before.children_user)
                            + (after.children_system - before.children_system),
@@ -252,8 +253,8 @@ def timed_perturb(agscm: Path, source: Path, model: Path, work: Path,
 def side_by_side(installs: dict[str, Path], folders: dict[str, Path], model: Path,
                  repeats: int, work: Path) -> dict:
     """Each workload, each install, `repeats` times, interleaved in alternating order (A B,
-    B A, ...: the first run after fresh files tends to be the fastest, and neither version
-    should always get it); medians and ratios."""
+    B A, ...: each run's outputs are still being written back while the next one runs, so
+    neither version should always run first or second); medians and ratios."""
     results: dict = {}
     for workload, folder in folders.items():
         settle(work)
