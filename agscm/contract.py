@@ -14,7 +14,7 @@ INPUT_NAME = "image"
 OUTPUT_NAME = "adversarial"
 PERTURBATION_NAME = "perturbation"
 OPSET = 17  # the lowest opset an exported generator may use
-SIZE_MULTIPLE = 4  # the generator downsamples twice by 2
+SIZE_MULTIPLE = 4  # a generator downsamples at most twice by 2
 
 # metadata_props keys; every value is a string, JSON where structured.
 REQUIRED_KEYS = (

@@ -25,6 +25,7 @@ from statistics import mean
 from typing import Any
 
 from agscm.eval.methods import generator_label
+from agscm.eval.parallel import run_jobs
 from agscm.eval.reading import standings
 from agscm.eval.report import markdown_table, number
 from agscm.eval.transfer import EvalConfig, TransferResult, evaluate
@@ -63,10 +64,25 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
                              "output_scale": 3.0}),
     "rce-cam": ("paper", {"noise_weight": 0.0, "loss": "rce"}),
     "transfer": ("transfer", {}),
+    # CIFAR-10: the blur of `transfer` stops the generator learning at all on 32x32 colour
+    "rce-hinge": ("paper", {"lambda_gradcam": 0.0, "loss": "rce"}),
+    "rce-smooth05": ("paper", {"lambda_gradcam": 0.0, "noise_weight": 0.0, "loss": "rce",
+                               "smooth_sigma": 0.5}),
+    "rce-feat-mid": ("paper", {"lambda_gradcam": 0.0, "noise_weight": 0.0, "loss": "rce",
+                               "feature_weight": 1.0, "feature_layer": "layer2"}),
+    # every block at full resolution: the downsampled generator learns one universal pattern
+    "rce-hinge-full": ("paper", {"lambda_gradcam": 0.0, "loss": "rce", "downsamplings": 0,
+                                 "width": 32}),
+    "rce-full": ("paper", {"lambda_gradcam": 0.0, "noise_weight": 0.0, "loss": "rce",
+                           "downsamplings": 0, "width": 32}),
+    "paper-l0-full": ("paper", {"lambda_gradcam": 0.0, "downsamplings": 0, "width": 32}),
+    "rce-hinge-smooth05-full": ("paper", {"lambda_gradcam": 0.0, "loss": "rce",
+                                          "downsamplings": 0, "width": 32, "smooth_sigma": 0.5}),
 }
 
 
 def train_candidate(name: str, source: str, args: argparse.Namespace) -> str:
+    """Train (or resume) one candidate against one source; returns its checkpoint path."""
     recipe, changes = CANDIDATES[name]
     settings = {**recipe_settings(recipe, **changes), "recipe": name}
     if args.epochs is not None:
@@ -75,6 +91,7 @@ def train_candidate(name: str, source: str, args: argparse.Namespace) -> str:
     config = TrainConfig(data=args.data, out=str(out),
                          sources=[SourceSpec(member) for member in ensemble_members(source)],
                          zoo_dir=args.zoo, train_limit=args.train_limit, val_limit=500,
+                         batch_size=args.batch_size,
                          device=args.device, **settings)
     return str(train_generator(config, resume=True).path)
 
@@ -104,14 +121,22 @@ def main() -> None:
     parser.add_argument("--baselines", nargs="*", default=["pgd", "mifgsm", "ata", "noise"])
     parser.add_argument("--epochs", type=int, default=None, help="override every recipe's epochs")
     parser.add_argument("--train-limit", type=int, default=20000)
+    parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--val-limit", type=int, default=2000)
     parser.add_argument("--work", default="runs/select")
     parser.add_argument("--cache", default="runs/cache")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--jobs", type=int, default=1, help="candidates trained at once, one "
+                        "process each (their output goes to <work>/logs)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    generators = {source: [train_candidate(name, source, args) for name in args.candidates]
-                  for source in args.sources}
+    pairs = [(source, name) for source in args.sources for name in args.candidates]
+    paths = run_jobs(train_candidate, [(name, source, args) for source, name in pairs],
+                     [Path(args.work) / "logs" / f"{source}-{name}.log" for source, name in pairs],
+                     args.jobs)
+    generators: dict[str, list[str]] = {source: [] for source in args.sources}
+    for (source, _), path in zip(pairs, paths, strict=True):
+        generators[source].append(path)
     config = EvalConfig(data=args.data, sources=args.sources, targets=args.targets,
                         methods=["aeg-gc", *args.baselines], generators=generators,
                         zoo_dir=args.zoo, split="val", limit=args.val_limit,

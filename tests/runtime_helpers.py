@@ -67,9 +67,10 @@ def build_mnist_generator(folder: Path, mnist_dir: Path, zoo: Path,
 
 
 def export_random_generator(path: Path, channels: int, norm: str = "linf",
-                            eps: float = 8 / 255) -> Path:
+                            eps: float = 8 / 255, downsamplings: int = 2) -> Path:
     """An untrained generator exported straight to ONNX (no data needed): for runtime tests
-    that need other channel counts or norms, where what the generator learned does not matter."""
+    that need other channel counts, norms or architectures, where what it learned does not
+    matter."""
     import onnx
     import torch
 
@@ -79,7 +80,8 @@ def export_random_generator(path: Path, channels: int, norm: str = "linf",
     from agscm.models.generator import Generator, GeneratorConfig
 
     torch.manual_seed(channels)
-    config = GeneratorConfig(channels=channels, width=4, residual_blocks=1, eps=eps, norm=norm)
+    config = GeneratorConfig(channels=channels, width=4, residual_blocks=1, eps=eps, norm=norm,
+                             downsamplings=downsamplings)
     metadata = GeneratorMetadata(__version__, channels, eps, norm, (32, 32), SIZE_MULTIPLE,
                                  "random", [], 0.0, {"generator": asdict(config)})
     sample = np.random.default_rng(0).random((2, channels, 32, 32), dtype=np.float32)

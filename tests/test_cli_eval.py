@@ -11,6 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from agscm.cli import app
+from agscm.models.generator_checkpoint import load_generator
 
 runner = CliRunner()
 
@@ -150,3 +151,5 @@ def test_reproduce_cifar10_quick_runs_every_stage(data_root, tmp_path) -> None:
     assert {"pgd:steps=2", "aeg-gc", "aeg-gc-transfer", "noise"} <= set(payload["transfer"]["methods"])
     assert payload["transfer"]["eps"] == pytest.approx(8 / 255)
     assert (tmp_path / "cifar10-sweep.png").is_file() and (tmp_path / "cifar10.csv").is_file()
+    _, meta, _ = load_generator(tmp_path / "generators" / "quick-natural-transfer.safetensors")
+    assert (meta["generator"]["downsamplings"], meta["generator"]["smooth_sigma"]) == (0, 0.0)

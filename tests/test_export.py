@@ -71,6 +71,19 @@ def test_parity_catches_a_graph_that_differs_from_pytorch(mnist_generator: Gener
         check_parity(mnist_generator.onnx, ContractModule(generator), images)
 
 
+def test_a_full_resolution_generator_exports_with_parity(tmp_path: Path) -> None:
+    path = export_random_generator(tmp_path / "full.onnx", channels=3, downsamplings=0)
+    props = {p.key: p.value for p in onnx.load(path).metadata_props}
+    generator_config = json.loads(props["config"])["generator"]
+    assert generator_config["downsamplings"] == 0
+    from agscm.models.generator import Generator, GeneratorConfig
+    torch.manual_seed(3)  # export_random_generator seeds with the channel count
+    generator = Generator(GeneratorConfig(**generator_config)).eval()
+    images = np.random.default_rng(1).random((4, 3, 32, 32), dtype=np.float32)
+    checks = check_parity(path, ContractModule(generator), images)
+    assert all(check.max_diff <= 1e-5 for check in checks)
+
+
 def test_export_command_prints_the_summary(mnist_generator: GeneratorFiles,
                                            tmp_path: Path) -> None:
     output = tmp_path / "nested" / "G.onnx"

@@ -12,10 +12,12 @@ from agscm.train.losses import adversarial_loss, gradcam_loss, noise_loss
 
 @pytest.mark.parametrize("norm,eps", [("linf", 0.3), ("linf", 8 / 255), ("l2", 1.5)])
 @pytest.mark.parametrize("shape", [(5, 1, 28, 28), (2, 3, 32, 32), (1, 3, 36, 20)])
-def test_bound_holds_on_every_output(norm: str, eps: float, shape: tuple[int, ...]) -> None:
+@pytest.mark.parametrize("downsamplings", [0, 2])
+def test_bound_holds_on_every_output(norm: str, eps: float, shape: tuple[int, ...],
+                                     downsamplings: int) -> None:
     torch.manual_seed(0)
     generator = Generator(GeneratorConfig(channels=shape[1], width=4, residual_blocks=1,
-                                          eps=eps, norm=norm))
+                                          eps=eps, norm=norm, downsamplings=downsamplings))
     with torch.no_grad():  # push the raw output into saturation so the bound is exercised
         generator.body[-1].weight.mul_(100)
     x = torch.rand(shape)
@@ -38,10 +40,26 @@ def test_sizes_not_multiple_of_four_are_refused() -> None:
 
 
 @pytest.mark.parametrize("config", [GeneratorConfig(eps=0), GeneratorConfig(eps=-0.1),
-                                    GeneratorConfig(eps=2.0), GeneratorConfig(norm="l1")])
+                                    GeneratorConfig(eps=2.0), GeneratorConfig(norm="l1"),
+                                    GeneratorConfig(downsamplings=3),
+                                    GeneratorConfig(downsamplings=-1)])
 def test_bad_generator_configs(config: GeneratorConfig) -> None:
     with pytest.raises(AgscmError):
         Generator(config)
+
+
+@pytest.mark.parametrize("downsamplings,resolutions", [(0, {32}), (1, {32, 16}),
+                                                       (2, {32, 16, 8})])
+def test_downsamplings_set_the_resolutions_the_blocks_see(downsamplings: int,
+                                                          resolutions: set[int]) -> None:
+    """Full resolution means no block ever sees a coarser grid than the image's."""
+    generator = Generator(GeneratorConfig(channels=3, width=4, residual_blocks=1,
+                                          downsamplings=downsamplings))
+    seen: set[int] = set()
+    for module in generator.body:
+        module.register_forward_hook(lambda _m, _i, out: seen.add(out.shape[-1]))
+    generator(torch.rand(1, 3, 32, 32))
+    assert seen == resolutions
 
 
 def test_noise_hinge_is_free_below_c_and_linear_above() -> None:

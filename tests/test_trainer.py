@@ -81,6 +81,19 @@ def test_resume_gives_the_same_weights(mnist_dir, tiny_zoo, tmp_path) -> None:
         assert torch.equal(a, b), name
 
 
+def test_resume_reads_a_file_from_before_a_new_setting(mnist_dir, tiny_zoo, tmp_path) -> None:
+    """A file written before `downsamplings` existed resumes as what it was: the default."""
+    small = {"train_limit": 128, "val_limit": 32}
+    out = tmp_path / "g.safetensors"
+    train_generator(_config(mnist_dir, tiny_zoo, out, epochs=1, **small))
+    tensors, meta = load_checkpoint(out)
+    del meta["train"]["downsamplings"], meta["generator"]["downsamplings"]
+    save_checkpoint(out, tensors, meta)
+    assert train_generator(_config(mnist_dir, tiny_zoo, out, **small)).meta["epoch"] == 2
+    with pytest.raises(AgscmError, match="different config \\(downsamplings\\)"):
+        train_generator(_config(mnist_dir, tiny_zoo, out, epochs=3, downsamplings=0, **small))
+
+
 def test_resume_refuses_a_retrained_source(mnist_dir, tiny_zoo, tmp_path) -> None:
     """Same source name, other weights: resuming would silently mix two attacks into one file."""
     zoo = tmp_path / "zoo"

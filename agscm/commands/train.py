@@ -33,7 +33,8 @@ def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Generator checkpoint to write.")],
     recipe: Annotated[str, typer.Option(
         help="paper (AEG-GC as published) or transfer (the strongest black-box transfer we "
-             "measured); the flags below override it.")] = "paper",
+             "measured, with its own settings for colour images); the flags below override "
+             "it.")] = "paper",
     zoo_dir: Annotated[Path | None, typer.Option(
         "--zoo", help="Zoo folder \\[default: $AGSCM_ZOO or ~/.cache/agscm/zoo].")] = None,
     eps: Annotated[float | None, typer.Option(
@@ -69,6 +70,8 @@ def train(
     width: Annotated[int | None, typer.Option(help="Generator width.")] = None,
     residual_blocks: Annotated[int | None, typer.Option(
         help="Generator residual blocks.")] = None,
+    downsamplings: Annotated[int | None, typer.Option(
+        help="Generator stride-2 stages, 0-2 (0: full resolution).")] = None,
     output_scale: Annotated[float | None, typer.Option(
         help="delta = eps * tanh(scale * raw).")] = None,
     smooth_sigma: Annotated[float | None, typer.Option(
@@ -86,15 +89,17 @@ def train(
 
     Example: agscm train ../shared/data/mnist --source mnist-natural -o g.safetensors --recipe transfer
     """
+    from agscm.data import load_split
     from agscm.train.recipes import recipe_settings
     from agscm.train.trainer import SourceSpec, TrainConfig, log_path, train_generator
 
     specs = [SourceSpec(*parse_source(text)) for text in source]
     settings = recipe_settings(
-        recipe, c=c, noise_weight=noise_weight, lambda_gradcam=lambda_gradcam, loss=loss,
+        recipe, load_split(data, "fit").channels, c=c, noise_weight=noise_weight,
+        lambda_gradcam=lambda_gradcam, loss=loss,
         feature_weight=feature_weight, diversity=diversity, epochs=epochs, lr=lr,
         schedule=schedule, width=width, residual_blocks=residual_blocks,
-        output_scale=output_scale, smooth_sigma=smooth_sigma)
+        downsamplings=downsamplings, output_scale=output_scale, smooth_sigma=smooth_sigma)
     config = TrainConfig(data=data, out=str(out), sources=specs,
                          zoo_dir=str(zoo_dir) if zoo_dir else None, eps=eps, norm=norm,
                          kappa=kappa, feature_layer=feature_layer, first_order=first_order,

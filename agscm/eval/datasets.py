@@ -34,6 +34,7 @@ class DatasetSpec:
     name: str  # `agscm reproduce <name>`
     data: str  # default path, relative to the repository root
     prefix: str  # zoo names are <prefix>-<suffix>
+    channels: int  # of its images: colour ones get the recipes' colour settings
     eps: float
     check_steps: int  # the zoo's robustness check: PGD with a random start at eps ...
     check_alpha: float  # ... of this many steps of this size (the challenge's own attack)
@@ -112,11 +113,11 @@ PAPER_CIFAR10: Paper = {
                "PGD": (0.7900, 0.6350, 0.4791)},
 }
 
-MNIST = DatasetSpec("mnist", "../shared/data/mnist", "mnist", 0.3, 40, 0.01, _mnist_zoo(),
+MNIST = DatasetSpec("mnist", "../shared/data/mnist", "mnist", 1, 0.3, 40, 0.01, _mnist_zoo(),
                     sources=("natural", "adv"), ensemble=("natural", "adv"),
                     baselines=("pgd", "mifgsm", "ata", "fgsm"), floor_margin=0.03,
                     paper=PAPER_MNIST)
-CIFAR10 = DatasetSpec("cifar10", "../shared/data/cifar10-jpeg.tar.gz", "cifar10", 8 / 255, 20,
+CIFAR10 = DatasetSpec("cifar10", "../shared/data/cifar10-jpeg.tar.gz", "cifar10", 3, 8 / 255, 20,
                       2 / 255, _cifar10_zoo(), sources=("natural", "adv", "secret"),
                       ensemble=("natural", "adv"),
                       baselines=("pgd:steps=10", "pgd:steps=20", "mifgsm", "ata", "fgsm"),

@@ -149,7 +149,7 @@ class Plan:
                 changes = {**budget.generator_changes,
                            **({"lambda_gradcam": lambda_gradcam} if recipe == "paper" else {}),
                            **({"epochs": budget.epochs} if budget.epochs else {})}
-                settings = recipe_settings(recipe, **changes)
+                settings = recipe_settings(recipe, self.spec.channels, **changes)
                 tag = f"-lambda{lambda_gradcam:g}" if recipe == "paper" else ""
                 out = self.work / "generators" / f"{label}-{recipe}{tag}.safetensors"
                 configs[(label, recipe)] = TrainConfig(

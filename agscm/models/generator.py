@@ -1,8 +1,11 @@
 """The AEG-GC generator: an AdvGAN-style ResNet generator that maps x to a bounded delta.
 
-conv 7x7 stem -> two stride-2 downsamplings -> residual blocks -> two upsamplings -> conv 7x7
-head -> tanh. The bound is exact by construction: L-inf `delta = eps * tanh(scale * raw)`, or
-L2 `delta = raw * min(1, eps / ||raw||_2)`; an optional fixed Gaussian blur of delta follows
+conv 7x7 stem -> stride-2 downsamplings (two by default) -> residual blocks -> as many
+upsamplings -> conv 7x7 head -> tanh. Without downsamplings every block works at full
+resolution: on 32x32 colour images the downsampled generator learned one universal pattern
+for every image, the full-resolution one image-specific perturbations (docs/RESULTS.md §9).
+The bound is exact by construction: L-inf `delta = eps * tanh(scale * raw)`, or L2
+`delta = raw * min(1, eps / ||raw||_2)`; an optional fixed Gaussian blur of delta follows
 (it keeps the L-inf bound). Fully convolutional: any H, W that are multiples of 4.
 """
 
@@ -17,14 +20,17 @@ from agscm.contract import NORMS, SIZE_MULTIPLE
 from agscm.errors import AgscmError
 from agscm.models.smoothing import GaussianBlur
 
+MAX_DOWNSAMPLINGS = SIZE_MULTIPLE.bit_length() - 1  # each halves H and W
+
 
 @dataclass
 class GeneratorConfig:
     """Architecture and bound of a generator; saved with its weights and in the ONNX metadata."""
 
     channels: int = 1
-    width: int = 8  # channels after the stem; 2x and 4x after the downsamplings
+    width: int = 8  # channels after the stem; doubled by each downsampling
     residual_blocks: int = 4
+    downsamplings: int = 2  # stride-2 stages before the residual blocks (0: full resolution)
     eps: float = 0.3
     norm: str = "linf"
     output_scale: float = 1.0  # tanh(scale * raw): larger pushes delta to the corners +-eps
@@ -39,6 +45,9 @@ class GeneratorConfig:
             raise AgscmError(f"unknown norm {self.norm!r}; choose one of {', '.join(NORMS)}")
         if self.width < 1 or self.residual_blocks < 0 or self.channels < 1:
             raise AgscmError("generator width and channels must be >= 1, residual blocks >= 0")
+        if not 0 <= self.downsamplings <= MAX_DOWNSAMPLINGS:
+            raise AgscmError(f"downsamplings must be in 0..{MAX_DOWNSAMPLINGS} (images are padded "
+                             f"to multiples of {SIZE_MULTIPLE}), got {self.downsamplings}")
         if not self.output_scale > 0 or self.smooth_sigma < 0:
             raise AgscmError("the output scale must be > 0 and the smoothing sigma >= 0")
 
@@ -67,18 +76,19 @@ class Generator(nn.Module):
         super().__init__()
         config.validate()
         self.config = config
-        w = config.width
-        up = [nn.ConvTranspose2d(4 * w, 2 * w, 3, 2, 1, output_padding=1, bias=False),
-              nn.InstanceNorm2d(2 * w, affine=True), nn.ReLU(),
-              nn.ConvTranspose2d(2 * w, w, 3, 2, 1, output_padding=1, bias=False),
-              nn.InstanceNorm2d(w, affine=True), nn.ReLU()]
+        widths = [config.width * 2**stage for stage in range(config.downsamplings + 1)]
+        down = [module for inputs, outputs in zip(widths[:-1], widths[1:], strict=True)
+                for module in _conv_block(inputs, outputs, 3, 2)]
+        up = [module for inputs, outputs in zip(widths[:0:-1], widths[-2::-1], strict=True)
+              for module in (nn.ConvTranspose2d(inputs, outputs, 3, 2, 1, output_padding=1,
+                                                bias=False),
+                             nn.InstanceNorm2d(outputs, affine=True), nn.ReLU())]
         self.body = nn.Sequential(
-            *_conv_block(config.channels, w, 7),
-            *_conv_block(w, 2 * w, 3, 2),
-            *_conv_block(2 * w, 4 * w, 3, 2),
-            *[ResidualBlock(4 * w) for _ in range(config.residual_blocks)],
+            *_conv_block(config.channels, widths[0], 7),
+            *down,
+            *[ResidualBlock(widths[-1]) for _ in range(config.residual_blocks)],
             *up,
-            nn.Conv2d(w, config.channels, 7, 1, 3, padding_mode="reflect"),
+            nn.Conv2d(widths[0], config.channels, 7, 1, 3, padding_mode="reflect"),
         )
         self.smooth = GaussianBlur(config.channels, config.smooth_sigma) if config.smooth_sigma else None
 

@@ -17,7 +17,7 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,7 @@ class TrainConfig:
     schedule: str = "constant"  # learning rate: constant, or cosine decay to 1% at the end
     width: int = 8
     residual_blocks: int = 4
+    downsamplings: int = 2  # the generator's stride-2 stages (0: all at full resolution)
     output_scale: float = 1.0  # delta = eps * tanh(output_scale * raw)
     smooth_sigma: float = 0.0  # Gaussian blur of delta (pixels), part of the generator
     recipe: str = "paper"  # the recipe these settings started from (agscm.train.recipes)
@@ -301,7 +302,8 @@ def train_generator(config: TrainConfig, resume: bool = True) -> GeneratorCheckp
     torch.manual_seed(config.seed)
     generator = Generator(GeneratorConfig(
         channels=train_set.channels, width=config.width, residual_blocks=config.residual_blocks,
-        eps=config.eps, norm=config.norm, output_scale=config.output_scale,
+        downsamplings=config.downsamplings, eps=config.eps, norm=config.norm,
+        output_scale=config.output_scale,
         smooth_sigma=config.smooth_sigma)).to(config.device)
     optimizer = torch.optim.Adam(generator.parameters(), lr=config.lr)
     out = Path(config.out)
@@ -369,7 +371,9 @@ def learning_rate(config: TrainConfig, progress_in_epochs: float) -> float:
 def _resume(out: Path, config: TrainConfig,
             source_sha256: list[str]) -> tuple[Generator, dict[str, Any], torch.optim.Adam]:
     generator, record, tensors = load_generator(out, config.device)
-    require_same_config(out, record["train"], asdict(config))
+    # a field newer than the file is at its default there (e.g. `downsamplings`)
+    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    require_same_config(out, {**defaults, **record["train"]}, asdict(config))
     if record.get("source_sha256", source_sha256) != source_sha256:  # older files lack it
         raise AgscmError(f"{out}: was trained against other weights of its source models "
                          f"({', '.join(record['sources'])}); delete it or choose another --out")
