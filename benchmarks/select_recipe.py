@@ -10,7 +10,9 @@ the `fit` split (the training images without the validation ones) into --work, r
 table then scores them and the baselines (PGD, MI-FGSM, ATA and the noise floor, same source,
 same eps) on the first --val-limit `val` images, never the test set. Each candidate's row is
 labelled `aeg-gc-<candidate>`; the summary ranks candidates by their mean accuracy over the
-black-box cells (lower = stronger) and counts the cells where they beat every baseline.
+black-box cells (lower = stronger), counts the cells where they beat every baseline, and gives
+each candidate's universality (near 1: one pattern for every image). `--jobs 2` trains two
+candidates at once, one process each.
 """
 
 from __future__ import annotations
@@ -24,12 +26,18 @@ from pathlib import Path
 from statistics import mean
 from typing import Any
 
+import torch
+from torch.nn import functional as F
+
+from agscm.data import load_split
 from agscm.eval.methods import generator_label
 from agscm.eval.parallel import run_jobs
 from agscm.eval.reading import standings
 from agscm.eval.report import markdown_table, number
 from agscm.eval.transfer import EvalConfig, TransferResult, evaluate
+from agscm.models.batches import iterate_batches
 from agscm.models.ensemble import ensemble_members
+from agscm.models.generator_checkpoint import load_generator
 from agscm.train.recipes import recipe_settings
 from agscm.train.trainer import SourceSpec, TrainConfig, train_generator
 
@@ -96,8 +104,22 @@ def train_candidate(name: str, source: str, args: argparse.Namespace) -> str:
     return str(train_generator(config, resume=True).path)
 
 
-def summary(result: TransferResult, candidates: list[str]) -> list[dict[str, Any]]:
-    """Per candidate: mean black-box accuracy, cells won against every baseline, collapse."""
+UNIVERSAL_IMAGES = 200
+
+
+def universality(path: str, images: torch.Tensor) -> float:
+    """Mean cosine between each image's delta and the mean delta: near 1 when the generator
+    gives every image the same pattern (a universal perturbation), lower when image-specific."""
+    generator, _, _ = load_generator(Path(path))
+    with torch.no_grad():
+        deltas = generator.perturbation(images).flatten(1)
+    return F.cosine_similarity(deltas, deltas.mean(0, keepdim=True), dim=1).mean().item()
+
+
+def summary(result: TransferResult, candidates: list[str],
+            universal: dict[str, float]) -> list[dict[str, Any]]:
+    """Per candidate: mean black-box accuracy, cells won against every baseline, collapse,
+    and the universality of its most universal generator."""
     rows = []
     for name in candidates:
         label = generator_label(name)
@@ -107,7 +129,8 @@ def summary(result: TransferResult, candidates: list[str]) -> list[dict[str, Any
                      "black_box_mean": mean(s.cell.accuracy for s in black_box),
                      "cells": len(black_box), "beats_every_baseline": sum(s.lowest for s in black_box),
                      "white_box_mean": mean(c.accuracy for c in white) if white else None,
-                     "worst_collapse": max(c.collapse for c in result.cells if c.method == label)})
+                     "worst_collapse": max(c.collapse for c in result.cells if c.method == label),
+                     "universality": universal[name]})
     return sorted(rows, key=lambda row: row["black_box_mean"])
 
 
@@ -142,13 +165,18 @@ def main() -> None:
                         zoo_dir=args.zoo, split="val", limit=args.val_limit,
                         cache_dir=args.cache, device=args.device)
     result = evaluate(config)
-    ranking = summary(result, args.candidates)
+    images, _ = next(iterate_batches(load_split(args.data, "val").subset(UNIVERSAL_IMAGES),
+                                     UNIVERSAL_IMAGES))
+    universal = {name: max(universality(paths[index], images) for paths in generators.values())
+                 for index, name in enumerate(args.candidates)}
+    ranking = summary(result, args.candidates, universal)
     print(markdown_table(["candidate", "black-box mean", "cells", "beats every baseline",
-                          "white-box mean", "worst collapse"],
+                          "white-box mean", "worst collapse", "universality"],
                          [[r["candidate"], number(r["black_box_mean"]), str(r["cells"]),
                            str(r["beats_every_baseline"]),
                            number(r["white_box_mean"]) if r["white_box_mean"] is not None else "",
-                           number(r["worst_collapse"])] for r in ranking]))
+                           number(r["worst_collapse"]), f"{r['universality']:.2f}"]
+                          for r in ranking]))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({
         "command": shlex.join(["python", "benchmarks/select_recipe.py", *sys.argv[1:]]),

@@ -158,6 +158,29 @@ def test_cli_train_and_errors(mnist_dir, tiny_zoo, tmp_path) -> None:
     assert bad.exit_code == 1 and "eps must be > 0" in bad.output
 
 
+@pytest.mark.slow
+def test_cli_transfer_recipe_takes_the_colour_settings_on_colour_data(cifar_archive,
+                                                                     tmp_path) -> None:
+    """CIFAR-10's validation split chose other transfer settings than MNIST's (RESULTS §9)."""
+    from agscm.train.zoo import ZooConfig, train_classifier
+
+    train_classifier(ZooConfig(data=str(cifar_archive), kind="natural", arch="vgg-small", width=4,
+                               epochs=1, batch_size=32, train_limit=64),
+                     tmp_path / "rgb-natural.safetensors", test_limit=32)
+    runner = CliRunner()
+    base = ["train", str(cifar_archive), "--recipe", "transfer", "--source", "rgb-natural",
+            "--zoo", str(tmp_path), "--epochs", "1", "--train-limit", "32", "--val-limit", "16",
+            "--width", "4", "--residual-blocks", "1"]
+    for name, flags, expected in [("colour", [], (0, 0.0, 1.0)),
+                                  ("blurred", ["--smooth-sigma", "1"], (0, 1.0, 1.0))]:
+        out = tmp_path / f"{name}.safetensors"
+        result = runner.invoke(app, [*base, *flags, "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        _, meta, _ = load_generator(out)
+        assert (meta["generator"]["downsamplings"], meta["generator"]["smooth_sigma"],
+                meta["train"]["noise_weight"]) == expected
+
+
 def test_ensemble_and_targeted_modes_train(mnist_dir, tiny_zoo, tmp_path) -> None:
     sources = [SourceSpec("tiny-natural", "relu2", 1.0), SourceSpec("tiny-natural", "conv2", 0.5)]
     result = train_generator(_config(mnist_dir, tiny_zoo, tmp_path / "t.safetensors", epochs=1,
