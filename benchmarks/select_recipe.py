@@ -11,8 +11,9 @@ table then scores them and the baselines (PGD, MI-FGSM, ATA and the noise floor,
 same eps) on the first --val-limit `val` images, never the test set. Each candidate's row is
 labelled `aeg-gc-<candidate>`; the summary ranks candidates by their mean accuracy over the
 black-box cells (lower = stronger), counts the cells where they beat every baseline, and gives
-each candidate's universality (near 1: one pattern for every image). `--jobs 2` trains two
-candidates at once, one process each.
+each candidate's universality (near 1: one pattern for every image) and what `agscm export`
+says of its generators (its parity check reads test images, as the export command does; it
+checks arithmetic, not strength). `--jobs 2` trains two candidates at once.
 """
 
 from __future__ import annotations
@@ -30,11 +31,13 @@ import torch
 from torch.nn import functional as F
 
 from agscm.data import load_split
+from agscm.errors import AgscmError
 from agscm.eval.methods import generator_label
 from agscm.eval.parallel import run_jobs
 from agscm.eval.reading import standings
 from agscm.eval.report import markdown_table, number
 from agscm.eval.transfer import EvalConfig, TransferResult, evaluate
+from agscm.export.pipeline import export_checkpoint
 from agscm.models.batches import iterate_batches
 from agscm.models.ensemble import ensemble_members
 from agscm.models.generator_checkpoint import load_generator
@@ -84,6 +87,10 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
     "rce-full": ("paper", {"lambda_gradcam": 0.0, "noise_weight": 0.0, "loss": "rce",
                            "downsamplings": 0, "width": 32}),
     "paper-l0-full": ("paper", {"lambda_gradcam": 0.0, "downsamplings": 0, "width": 32}),
+    "rce-hinge3-full": ("paper", {"lambda_gradcam": 0.0, "loss": "rce", "noise_weight": 3.0,
+                                  "downsamplings": 0, "width": 32}),
+    "rce-hinge10-full": ("paper", {"lambda_gradcam": 0.0, "loss": "rce", "noise_weight": 10.0,
+                                   "downsamplings": 0, "width": 32}),
     "rce-hinge-smooth05-full": ("paper", {"lambda_gradcam": 0.0, "loss": "rce",
                                           "downsamplings": 0, "width": 32, "smooth_sigma": 0.5}),
 }
@@ -116,10 +123,20 @@ def universality(path: str, images: torch.Tensor) -> float:
     return F.cosine_similarity(deltas, deltas.mean(0, keepdim=True), dim=1).mean().item()
 
 
-def summary(result: TransferResult, candidates: list[str],
-            universal: dict[str, float]) -> list[dict[str, Any]]:
+def export_check(path: str, folder: Path) -> str:
+    """What `agscm export` says of the generator: its parity (max |onnxruntime - torch|) or
+    why it refuses the file. A recipe whose generators cannot be exported cannot ship."""
+    try:
+        report = export_checkpoint(Path(path), folder / f"{Path(path).stem}.onnx")
+    except AgscmError as exc:
+        return f"refused: {str(exc).split(': ', 1)[-1]}"
+    return f"parity {max(check.max_diff for check in report.parity):.1e}"
+
+
+def summary(result: TransferResult, candidates: list[str], universal: dict[str, float],
+            exports: dict[str, list[str]]) -> list[dict[str, Any]]:
     """Per candidate: mean black-box accuracy, cells won against every baseline, collapse,
-    and the universality of its most universal generator."""
+    the universality of its most universal generator, and what export says of each."""
     rows = []
     for name in candidates:
         label = generator_label(name)
@@ -130,7 +147,7 @@ def summary(result: TransferResult, candidates: list[str],
                      "cells": len(black_box), "beats_every_baseline": sum(s.lowest for s in black_box),
                      "white_box_mean": mean(c.accuracy for c in white) if white else None,
                      "worst_collapse": max(c.collapse for c in result.cells if c.method == label),
-                     "universality": universal[name]})
+                     "universality": universal[name], "export": exports[name]})
     return sorted(rows, key=lambda row: row["black_box_mean"])
 
 
@@ -169,13 +186,17 @@ def main() -> None:
                                      UNIVERSAL_IMAGES))
     universal = {name: max(universality(paths[index], images) for paths in generators.values())
                  for index, name in enumerate(args.candidates)}
-    ranking = summary(result, args.candidates, universal)
+    exports = {name: [export_check(paths[index], Path(args.work) / "onnx")
+                      for paths in generators.values()]
+               for index, name in enumerate(args.candidates)}
+    ranking = summary(result, args.candidates, universal, exports)
     print(markdown_table(["candidate", "black-box mean", "cells", "beats every baseline",
-                          "white-box mean", "worst collapse", "universality"],
+                          "white-box mean", "worst collapse", "universality", "export"],
                          [[r["candidate"], number(r["black_box_mean"]), str(r["cells"]),
                            str(r["beats_every_baseline"]),
                            number(r["white_box_mean"]) if r["white_box_mean"] is not None else "",
-                           number(r["worst_collapse"]), f"{r['universality']:.2f}"]
+                           number(r["worst_collapse"]), f"{r['universality']:.2f}",
+                           "; ".join(r["export"])]
                           for r in ranking]))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({

@@ -184,7 +184,7 @@ def test_flags_override_a_recipe_and_none_keeps_it() -> None:
     # colour images: CIFAR-10's validation split chose other settings; flags still win
     colour = recipe_settings("transfer", 3, width=16)
     assert (colour["smooth_sigma"], colour["noise_weight"], colour["downsamplings"],
-            colour["width"], colour["loss"]) == (0.0, 1.0, 0, 16, "rce")
+            colour["width"], colour["loss"]) == (0.0, 3.0, 0, 16, "rce")
     assert recipe_settings("paper", 3) == paper  # the paper's recipe is the same everywhere
     with pytest.raises(AgscmError, match="unknown recipe 'fast'; choose one of paper, transfer"):
         recipe_settings("fast")

@@ -171,8 +171,8 @@ def test_cli_transfer_recipe_takes_the_colour_settings_on_colour_data(cifar_arch
     base = ["train", str(cifar_archive), "--recipe", "transfer", "--source", "rgb-natural",
             "--zoo", str(tmp_path), "--epochs", "1", "--train-limit", "32", "--val-limit", "16",
             "--width", "4", "--residual-blocks", "1"]
-    for name, flags, expected in [("colour", [], (0, 0.0, 1.0)),
-                                  ("blurred", ["--smooth-sigma", "1"], (0, 1.0, 1.0))]:
+    for name, flags, expected in [("colour", [], (0, 0.0, 3.0)),
+                                  ("blurred", ["--smooth-sigma", "1"], (0, 1.0, 3.0))]:
         out = tmp_path / f"{name}.safetensors"
         result = runner.invoke(app, [*base, *flags, "-o", str(out)])
         assert result.exit_code == 0, result.output
