@@ -77,15 +77,16 @@ class Generator(nn.Module):
         config.validate()
         self.config = config
         widths = [config.width * 2**stage for stage in range(config.downsamplings + 1)]
-        down = [module for inputs, outputs in zip(widths[:-1], widths[1:], strict=True)
-                for module in _conv_block(inputs, outputs, 3, 2)]
+        # modules are created in the order of the first version (up, stem, down, blocks,
+        # head), so a seed still gives the same initial weights as it always did
         up = [module for inputs, outputs in zip(widths[:0:-1], widths[-2::-1], strict=True)
               for module in (nn.ConvTranspose2d(inputs, outputs, 3, 2, 1, output_padding=1,
                                                 bias=False),
                              nn.InstanceNorm2d(outputs, affine=True), nn.ReLU())]
         self.body = nn.Sequential(
             *_conv_block(config.channels, widths[0], 7),
-            *down,
+            *(module for inputs, outputs in zip(widths[:-1], widths[1:], strict=True)
+              for module in _conv_block(inputs, outputs, 3, 2)),
             *[ResidualBlock(widths[-1]) for _ in range(config.residual_blocks)],
             *up,
             nn.Conv2d(widths[0], config.channels, 7, 1, 3, padding_mode="reflect"),
