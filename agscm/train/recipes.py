@@ -31,7 +31,8 @@ PAPER = Recipe("paper", "AEG-GC as published (L_noise + L_adv + lambda L_gradcam
     "residual_blocks": 4, "downsamplings": 2, "output_scale": 1.0, "smooth_sigma": 0.0})
 
 TRANSFER = Recipe("transfer", "the best black-box transfer measured on the validation split: "
-                  "relativistic CE inside the L-inf box, delta blurred (sigma 1 pixel)", {
+                  "relativistic CE inside the L-inf box, delta blurred (sigma 1 pixel); on "
+                  "colour images no blur, the L2 hinge and a full-resolution generator", {
     "loss": "rce", "noise_weight": 0.0, "c": None, "lambda_gradcam": 0.0, "feature_weight": 0.0,
     "diversity": 0.0, "epochs": 2, "lr": 1e-3, "schedule": "constant", "width": 8,
     "residual_blocks": 4, "downsamplings": 2, "output_scale": 1.0, "smooth_sigma": 1.0},
