@@ -175,8 +175,10 @@ def main() -> None:
                      [Path(args.work) / "logs" / f"{source}-{name}.log" for source, name in pairs],
                      args.jobs)
     generators: dict[str, list[str]] = {source: [] for source in args.sources}
-    for (source, _), path in zip(pairs, paths, strict=True):
+    per_candidate: dict[str, list[str]] = {name: [] for name in args.candidates}
+    for (source, name), path in zip(pairs, paths, strict=True):
         generators[source].append(path)
+        per_candidate[name].append(path)
     config = EvalConfig(data=args.data, sources=args.sources, targets=args.targets,
                         methods=["aeg-gc", *args.baselines], generators=generators,
                         zoo_dir=args.zoo, split="val", limit=args.val_limit,
@@ -184,11 +186,10 @@ def main() -> None:
     result = evaluate(config)
     images, _ = next(iterate_batches(load_split(args.data, "val").subset(UNIVERSAL_IMAGES),
                                      UNIVERSAL_IMAGES))
-    universal = {name: max(universality(paths[index], images) for paths in generators.values())
-                 for index, name in enumerate(args.candidates)}
-    exports = {name: [export_check(paths[index], Path(args.work) / "onnx")
-                      for paths in generators.values()]
-               for index, name in enumerate(args.candidates)}
+    universal = {name: max(universality(path, images) for path in files)
+                 for name, files in per_candidate.items()}
+    exports = {name: [export_check(path, Path(args.work) / "onnx") for path in files]
+               for name, files in per_candidate.items()}
     ranking = summary(result, args.candidates, universal, exports)
     print(markdown_table(["candidate", "black-box mean", "cells", "beats every baseline",
                           "white-box mean", "worst collapse", "universality", "export"],

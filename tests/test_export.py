@@ -28,6 +28,7 @@ from agscm.export.onnx_export import ContractModule
 from agscm.export.pipeline import export_checkpoint
 from agscm.export.variants import to_fp16
 from agscm.export.verify import check_parity, parity_batches
+from agscm.models.generator import Generator, GeneratorConfig
 from agscm.models.generator_checkpoint import load_generator
 from agscm.runtime import Perturber
 
@@ -76,7 +77,6 @@ def test_a_full_resolution_generator_exports_with_parity(tmp_path: Path) -> None
     props = {p.key: p.value for p in onnx.load(path).metadata_props}
     generator_config = json.loads(props["config"])["generator"]
     assert generator_config["downsamplings"] == 0
-    from agscm.models.generator import Generator, GeneratorConfig
     torch.manual_seed(3)  # export_random_generator seeds with the channel count
     generator = Generator(GeneratorConfig(**generator_config)).eval()
     images = np.random.default_rng(1).random((4, 3, 32, 32), dtype=np.float32)

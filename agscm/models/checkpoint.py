@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -81,9 +82,15 @@ def optimizer_from_tensors(tensors: dict[str, torch.Tensor], rest: dict[str, Any
     return {"state": state, "param_groups": rest["param_groups"]}
 
 
-def require_same_config(path: Path, saved: dict[str, Any], wanted: dict[str, Any]) -> None:
-    """Refuse to resume `path` under a different config (only the epoch count may grow)."""
-    changed = sorted(key for key in wanted if key != "epochs" and saved.get(key) != wanted[key])
+def require_same_config(path: Path, saved: dict[str, Any], wanted: Any) -> None:
+    """Refuse to resume `path` under a different config (only the epoch count may grow).
+
+    `wanted` is the config dataclass; a field newer than the file counts as having been at
+    its default there, so files from before a setting existed still resume."""
+    defaults = {f.name: f.default for f in fields(wanted) if f.default is not MISSING}
+    saved = {**defaults, **saved}
+    changed = sorted(key for key, value in asdict(wanted).items()
+                     if key != "epochs" and saved.get(key) != value)
     if changed:
         raise AgscmError(f"{path}: exists with a different config ({', '.join(changed)}); "
                          "delete it or choose another name")

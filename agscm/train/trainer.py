@@ -17,7 +17,7 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -371,9 +371,7 @@ def learning_rate(config: TrainConfig, progress_in_epochs: float) -> float:
 def _resume(out: Path, config: TrainConfig,
             source_sha256: list[str]) -> tuple[Generator, dict[str, Any], torch.optim.Adam]:
     generator, record, tensors = load_generator(out, config.device)
-    # a field newer than the file is at its default there (e.g. `downsamplings`)
-    defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
-    require_same_config(out, {**defaults, **record["train"]}, asdict(config))
+    require_same_config(out, record["train"], config)
     if record.get("source_sha256", source_sha256) != source_sha256:  # older files lack it
         raise AgscmError(f"{out}: was trained against other weights of its source models "
                          f"({', '.join(record['sources'])}); delete it or choose another --out")

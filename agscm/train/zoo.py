@@ -242,7 +242,7 @@ def _resume(path: Path, config: ZooConfig,
     tensors, meta = load_checkpoint(path)
     if meta.get("kind") != "classifier":
         raise AgscmError(f"{path}: exists and is not a zoo checkpoint; choose another name")
-    require_same_config(path, meta["train"], asdict(config))
+    require_same_config(path, meta["train"], config)
     meta["train"]["epochs"] = config.epochs
     model = build_classifier(config_from_meta(meta)).to(device)
     model.load_state_dict(split_prefix(tensors, "model"))
