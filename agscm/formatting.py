@@ -23,3 +23,11 @@ def rounded(value: Any, digits: int = 6) -> Any:
     if isinstance(value, list | tuple):
         return [rounded(item, digits) for item in value]
     return value
+
+
+def duration(seconds: float) -> str:
+    """Costs in reports: 42 -> '42 s', 4000 -> '1 h 07 min' (minutes rounded)."""
+    if round(seconds) < 60:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"

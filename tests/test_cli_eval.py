@@ -153,3 +153,12 @@ def test_reproduce_cifar10_quick_runs_every_stage(data_root, tmp_path) -> None:
     assert (tmp_path / "cifar10-sweep.png").is_file() and (tmp_path / "cifar10.csv").is_file()
     _, meta, _ = load_generator(tmp_path / "generators" / "quick-natural-transfer.safetensors")
     assert (meta["generator"]["downsamplings"], meta["generator"]["smooth_sigma"]) == (0, 0.0)
+    stages = {stage["stage"]: stage for stage in payload["stages"]}
+    assert list(stages) == ["zoo", "lambda sweep", "generators", "transfer table"]
+    assert [len(stage["items"]) for stage in stages.values()] == [
+        6, 2, 8, len(payload["transfer"]["sets"])]
+    trained = [item for name in ("zoo", "lambda sweep", "generators")
+               for item in stages[name]["items"]]
+    assert all(item["epochs"] == 1 and item["seconds"] > 0 and item["devices"] == ["cpu"]
+               for item in trained)
+    assert "## What each stage cost" in (tmp_path / "cifar10.md").read_text()

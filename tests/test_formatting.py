@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agscm.formatting import percent, rounded
+from agscm.formatting import duration, percent, rounded
 from agscm.progress import format_metrics
 
 
@@ -20,3 +20,8 @@ def test_rounded_keeps_six_significant_digits_through_a_config_tree() -> None:
 def test_progress_metrics_show_every_accuracy_in_percent() -> None:
     text = format_metrics({"loss": 0.123456, "val_acc[mnist-natural]": 0.315, "test_acc": 0.9})
     assert text == "loss 0.1235 val_acc[mnist-natural] 31.50% test_acc 90.00%"
+
+
+def test_durations_read_as_seconds_minutes_or_hours() -> None:
+    assert [duration(s) for s in (0.4, 42, 59.4, 59.6, 150, 3599, 4000, 26_400)] == [
+        "0 s", "42 s", "59 s", "1 min", "2 min", "1 h 00 min", "1 h 07 min", "7 h 20 min"]

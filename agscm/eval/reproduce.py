@@ -12,6 +12,7 @@ from the numbers (agscm.eval.reading).
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from agscm.eval.report import (
     write_json,
     write_text,
 )
+from agscm.eval.stage_times import StageTime, checkpoint_stage, crafting_stage, stage_table
 from agscm.eval.sweep import DEFAULT_LAMBDAS, SweepConfig, SweepResult, run_sweep
 from agscm.eval.transfer import EvalConfig, TransferResult, evaluate
 from agscm.models.ensemble import ENSEMBLE_SEPARATOR, ensemble_members
@@ -190,6 +192,7 @@ class Reproduction:
     lambda_reason: str
     transfer: TransferResult
     sweep: SweepResult
+    stages: list[StageTime] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
 
 
@@ -200,29 +203,42 @@ def reproduce(spec: DatasetSpec, budget: Budget, command: str,
     console = Console(stderr=True, quiet=not progress)
     logs = plan.work / "logs"
     console.rule("1/5 zoo")
+    start = time.perf_counter()
     zoo = [(config, Path(budget.zoo_dir) / f"{name}{SUFFIX}", budget.device, budget.zoo_test_limit)
            for name, config in plan.zoo_configs().items()]
     run_jobs(train_classifier, zoo, [logs / f"zoo-{path.stem}.log" for _, path, *_ in zoo],
              budget.jobs)
+    stages = [checkpoint_stage("zoo", [path for _, path, *_ in zoo], _since(start))]
     console.rule("2/5 lambda sweep (validation split)")
+    start = time.perf_counter()
     sweep_config = plan.sweep_config()
     run_jobs(_train, [(sweep_config.train_config(v),) for v in sweep_config.lambdas],
              [logs / f"sweep-{v:g}.log" for v in sweep_config.lambdas], budget.jobs)
     sweep = run_sweep(sweep_config, progress, console)
+    stages.append(checkpoint_stage("lambda sweep", [Path(row.checkpoint) for row in sweep.rows],
+                                   _since(start)))
     chosen, reason = _choose_lambda(budget, sweep)
     console.rule(f"3/5 generators (paper lambda {chosen:g}, transfer recipe)")
+    start = time.perf_counter()
     configs = plan.generator_configs(chosen)
     paths = run_jobs(_train, [(config,) for config in configs.values()],
                      [logs / f"{Path(c.out).stem}.log" for c in configs.values()], budget.jobs)
+    stages.append(checkpoint_stage("generators", map(Path, paths), _since(start)))
     generators: dict[str, list[str]] = {}
     for (label, _), path in zip(configs, paths, strict=True):
         generators.setdefault(label, []).append(path)
     console.rule("4/5 transfer table (test split)")
+    start = time.perf_counter()
     transfer = evaluate(plan.eval_config(generators), progress, console)
+    stages.append(crafting_stage("transfer table", transfer.sets, _since(start)))
     console.rule("5/5 report")
-    result = Reproduction(plan, command, chosen, reason, transfer, sweep)
+    result = Reproduction(plan, command, chosen, reason, transfer, sweep, stages)
     result.files = write_report(result)
     return result
+
+
+def _since(start: float) -> float:
+    return time.perf_counter() - start
 
 
 def _train(config: TrainConfig) -> str:
@@ -276,6 +292,7 @@ def report_markdown(result: Reproduction) -> str:
         f"validation split",
         sweep_table(result.sweep),
         f"![attack success rate vs lambda]({spec.name}-sweep.png)",
+        "## What each stage cost", stage_table(result.stages),
         "## Budget", settings]) + "\n"
 
 
@@ -290,7 +307,7 @@ def write_report(result: Reproduction) -> list[Path]:
         "reading": reading(result.transfer, plan, result.sweep),
         "bars": verdicts(result.transfer, plan),
         "transfer": result.transfer.to_json(), "sweep": result.sweep.to_json(),
-        "paper": plan.spec.paper}
+        "stages": [asdict(stage) for stage in result.stages], "paper": plan.spec.paper}
     return [plot_sweep(result.sweep, out / f"{name}-sweep.png"),
             write_text(out / f"{name}.md", report_markdown(result)),
             write_json(out / f"{name}.json", payload),

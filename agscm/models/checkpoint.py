@@ -43,13 +43,22 @@ def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
         raise AgscmError(f"{path}: checkpoint not found")
     try:
         tensors = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise AgscmError(f"{path}: not a readable agscm checkpoint ({exc})") from None
+    return tensors, read_meta(path)
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """A checkpoint's JSON dict alone, without reading its tensors (reports read many)."""
+    if not path.is_file():
+        raise AgscmError(f"{path}: checkpoint not found")
+    try:
         with open(path, "rb") as handle:
             header_size = int.from_bytes(handle.read(8), "little")
             header = json.loads(handle.read(header_size))
-        meta = json.loads(header.get("__metadata__", {})[_META_KEY])
-    except (SafetensorError, OSError, ValueError, KeyError) as exc:
+        return json.loads(header.get("__metadata__", {})[_META_KEY])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise AgscmError(f"{path}: not a readable agscm checkpoint ({exc})") from None
-    return tensors, meta
 
 
 def split_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

@@ -350,7 +350,7 @@ def train_generator(config: TrainConfig, resume: bool = True) -> GeneratorCheckp
             row = {"epoch": epoch + 1, **{k: v / steps_per_epoch for k, v in sums.items()},
                    "seconds": seconds, "images_per_second": len(train_set) / seconds,
                    **_validate(generator, sources, val_set, config)}
-            record["history"].append(row)
+            record["history"].append({**row, "device": str(config.device)})
             record["epoch"] = epoch + 1
             optim_tensors, record["optimizer"] = optimizer_to_tensors(optimizer.state_dict())
             save_generator(out, generator, record, optim_tensors)

@@ -173,7 +173,7 @@ def train_classifier(config: ZooConfig, out_path: Path, device: str = "cpu",
             if config.kind != "natural":
                 row["pgd10_acc"] = robust_accuracy(model, test_set.subset(ROBUST_CHECK_IMAGES),
                                                    config, device)
-            meta["history"].append(row)
+            meta["history"].append({**row, "device": str(device)})
             meta["epoch"] = epoch + 1
             tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
             optim_tensors, optim_rest = optimizer_to_tensors(optimizer.state_dict())
