@@ -11,6 +11,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from agscm.cli import app
+from agscm.eval import cache as cache_module
+from agscm.eval.methods import GeneratorMethod
 from agscm.models.generator_checkpoint import load_generator
 
 runner = CliRunner()
@@ -74,12 +76,13 @@ def test_evaluate_channel_mismatch_is_one_line_error(tiny_zoo, colour_folder, tm
     assert "images are 3x28x28 but model tiny-natural expects 1x28x28" in result.stderr
 
 
-def test_sweep_writes_table_and_plot_and_resumes(tiny_zoo, mnist_dir, tmp_path) -> None:
+def test_sweep_writes_table_and_plot_and_resumes(tiny_zoo, mnist_dir, tmp_path,
+                                                 monkeypatch) -> None:
     out = tmp_path / "sweep"
     args = ["sweep", "--data", str(mnist_dir), "--zoo", str(tiny_zoo), "--source",
             "tiny-natural", "--target", "tiny-natural", "--lambdas", "0,1", "--epochs", "1",
             "--train-limit", "128", "--val-limit", "32", "--width", "4", "--residual-blocks",
-            "1", "--limit", "80", "--out", str(out)]
+            "1", "--limit", "80", "--out", str(out), "--cache", str(tmp_path / "cache")]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     table = (out / "sweep.md").read_text()
@@ -93,10 +96,17 @@ def test_sweep_writes_table_and_plot_and_resumes(tiny_zoo, mnist_dir, tmp_path) 
     checkpoints = sorted(out.glob("lambda-*.safetensors"))
     assert [p.name for p in checkpoints] == ["lambda-0.safetensors", "lambda-1.safetensors"]
     stamps = [os.stat(p).st_mtime_ns for p in checkpoints]
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("crafted or scored again instead of reading the cache")
+
+    monkeypatch.setattr(GeneratorMethod, "craft", forbidden)
+    monkeypatch.setattr(cache_module, "predict", forbidden)
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output
     assert [os.stat(p).st_mtime_ns for p in checkpoints] == stamps  # resumed, not retrained
-    assert json.loads((out / "sweep.json").read_text())["rows"] == rows
+    payload = json.loads((out / "sweep.json").read_text())
+    assert payload["rows"] == rows and "--cache" in payload["command"]
 
 
 def test_sweep_bad_lambdas(tiny_zoo, mnist_dir, tmp_path) -> None:

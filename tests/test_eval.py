@@ -13,13 +13,17 @@ import numpy as np
 import pytest
 
 from agscm.attacks.craft import CraftResult
+from agscm.data import load_split
 from agscm.errors import AgscmError
+from agscm.eval import cache as cache_module
 from agscm.eval.cache import CraftCache
 from agscm.eval.datasets import MNIST
 from agscm.eval.methods import BaselineMethod, GeneratorMethod, MethodSpec, parse_method
 from agscm.eval.reading import standings
 from agscm.eval.report import cell_grid, transfer_markdown, write_transfer
+from agscm.eval.scoring import predict
 from agscm.eval.transfer import EvalConfig, TransferResult, collapse, evaluate
+from agscm.models.registry import load_classifier
 from agscm.train.trainer import SourceSpec, TrainConfig, train_generator
 from agscm.train.zoo import ZooConfig, train_classifier
 
@@ -75,6 +79,19 @@ def second(first, config) -> TransferResult:
         patch.setattr(BaselineMethod, "craft", forbidden)
         patch.setattr(GeneratorMethod, "craft", forbidden)
         return evaluate(replace(config, targets=["tiny-natural", "tiny-adv"]), progress=False)
+
+
+def test_a_rerun_scores_nothing_again(second, config) -> None:
+    """The same table once more: every set and every prediction comes from the cache."""
+    def forbidden(*args, **kwargs):
+        raise AssertionError("crafted or scored again instead of reusing the cache")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BaselineMethod, "craft", forbidden)
+        patch.setattr(GeneratorMethod, "craft", forbidden)
+        patch.setattr(cache_module, "predict", forbidden)
+        third = evaluate(replace(config, targets=["tiny-natural", "tiny-adv"]), progress=False)
+    assert third.cells == second.cells and third.clean_accuracy == second.clean_accuracy
 
 
 def test_adding_a_target_reuses_the_cache(first, second) -> None:
@@ -229,6 +246,28 @@ def test_cache_crafts_once_and_recovers_from_a_damaged_file(tmp_path) -> None:
     assert cache.fetch("src-pgd", key, labels, make).cached is True
     assert not list(tmp_path.glob(".*"))  # no temp files left behind
     assert len(calls) == 3
+
+
+def test_predictions_are_kept_per_images_model_and_device(zoo, mnist_dir, tmp_path) -> None:
+    model, meta = load_classifier("tiny-natural", zoo)
+    files = [Path(meta["path"])]
+    images = load_split(str(mnist_dir), "test").subset(50).as_float()
+    cache = CraftCache(tmp_path)
+    first = cache.predict("clean-on-tiny", model, files, images, 25, "cpu")
+    np.testing.assert_array_equal(first, predict(model, images))
+    cache.predict("clean-on-tiny", model, files, images, 50, "cpu")  # batch size is no key
+    assert (cache.predicted, cache.predictions_reused) == (1, 1)
+    changed = images.copy()
+    changed[0, 0, 0, 0] = 1 - changed[0, 0, 0, 0]
+    cache.predict("clean-on-tiny", model, files, changed, 25, "cpu")
+    cache.predict("clean-on-tiny", model, files, images, 25, "cuda:0")
+    assert (cache.predicted, cache.predictions_reused) == (3, 1)
+    for stored in (tmp_path / "predictions").iterdir():
+        stored.write_bytes(b"not a zip")
+    again = cache.predict("clean-on-tiny", model, files, images, 25, "cpu")
+    np.testing.assert_array_equal(again, first)
+    assert (cache.predicted, cache.predictions_reused) == (4, 1)
+    assert not list(tmp_path.rglob(".*"))  # no temp files left behind
 
 
 def test_the_mnist_spec_resumes_the_zoo_commands_of_the_results() -> None:

@@ -108,6 +108,9 @@ def sweep(
     limit: Annotated[int | None, typer.Option(
         help="Images scored \\[default: all of the split].")] = None,
     eval_batch_size: Annotated[int, typer.Option(help="Images per scoring batch.")] = 250,
+    cache: Annotated[Path | None, typer.Option(
+        help="Folder to keep crafted sets and predictions in, so a rerun only reads them "
+             "back \\[default: none].")] = None,
     device: TorchDevice = "auto",
 ) -> None:
     """Lambda sweep (the paper's Figure 3): one generator per lambda, success on the target.
@@ -124,7 +127,7 @@ def sweep(
                          eps=eps, epochs=epochs, train_limit=train_limit, val_limit=val_limit,
                          batch_size=batch_size, width=width, residual_blocks=residual_blocks,
                          seed=seed, split=split, limit=limit, eval_batch_size=eval_batch_size,
-                         device=device)
+                         device=device, cache_dir=str(cache) if cache else None)
     result = run_sweep(config)
     typer.echo(sweep_table(result))
     typer.echo("wrote " + ", ".join(str(p) for p in write_sweep(result, folder)))

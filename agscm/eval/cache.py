@@ -1,8 +1,11 @@
-"""Crafted sets on disk, so adding a target (or rerunning a killed evaluation) crafts nothing twice.
+"""Crafted sets and their predictions on disk, so adding a target (or rerunning a killed
+evaluation) crafts and scores nothing twice.
 
 A set is keyed by the method and its settings, the content hash of every checkpoint it
 depends on, the data set, split and image count: change any of them and the key changes.
-Files are `.npz` (no pickles), written atomically, named `<source>-<method>-<hash>.npz`.
+A model's predictions on a set (or on the clean images) are keyed by the images' own hash,
+the content hash of the model's checkpoints and the device. Files are `.npz` (no pickles), written
+atomically, named `<source>-<method>-<hash>.npz` and `predictions/<set>-on-<model>-<hash>.npz`.
 """
 
 from __future__ import annotations
@@ -14,17 +17,20 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+from torch import nn
 
 from agscm import __version__
 from agscm.attacks.craft import CraftResult
 from agscm.data.mlxtend_sample import NAME as MLXTEND_NAME
 from agscm.digest import file_digest
+from agscm.eval.scoring import predict
 from agscm.runtime.files import atomic_path
 
 DEFAULT_CACHE_DIR = Path("runs") / "cache"
+T = TypeVar("T")
 
 
 def data_identity(data: str) -> str:
@@ -38,6 +44,17 @@ def set_key(settings: dict[str, Any], files: list[Path], data: str, split: str,
     return {"agscm": __version__, "settings": settings,
             "files": {str(Path(f).resolve()): file_digest(Path(f)) for f in files},
             "data": data_identity(data), "split": split, "images": images}
+
+
+def prediction_key(images: np.ndarray, model_files: list[Path], device: str) -> dict[str, Any]:
+    """A model's predictions depend on the exact images (a recrafted set is scored again), its
+    weights and, in the last bits of its logits, the device that ran it."""
+    contiguous = np.ascontiguousarray(images)
+    return {"agscm": __version__,
+            "images": {"sha256": hashlib.sha256(contiguous.data).hexdigest(),
+                       "shape": list(contiguous.shape), "dtype": str(contiguous.dtype)},
+            "model": {str(Path(f).resolve()): file_digest(Path(f)) for f in model_files},
+            "device": str(device).partition(":")[0]}
 
 
 @dataclass
@@ -57,48 +74,87 @@ class CraftCache:
         self.folder = Path(folder) if folder is not None else None
         self.crafted = 0
         self.reused = 0
+        self.predicted = 0
+        self.predictions_reused = 0
 
-    def path_for(self, name: str, key: dict[str, Any]) -> Path | None:
+    def path_for(self, name: str, key: dict[str, Any], subfolder: str = "") -> Path | None:
         if self.folder is None:
             return None
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         slug = re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or "set"
-        return self.folder / f"{slug}-{digest}.npz"
+        return self.folder / subfolder / f"{slug}-{digest}.npz"
+
+    def predict(self, name: str, model: nn.Module, model_files: list[Path], images: np.ndarray,
+                batch_size: int, device: str) -> np.ndarray:
+        """`predict` through the cache: scoring a full test set on every target takes a CPU
+        longer than crafting most sets, and a resumed table should not pay for it twice."""
+        key = prediction_key(images, model_files, device)
+        predictions, cached = _stored_or_made(
+            self.path_for(name, key, "predictions"), lambda path: _read_predictions(path, key),
+            lambda: predict(model, images, batch_size),
+            lambda path, made: _write_arrays(path, key, predictions=made))
+        self.predictions_reused += cached
+        self.predicted += not cached
+        return predictions
 
     def fetch(self, name: str, key: dict[str, Any], labels: np.ndarray,
               make: Callable[[], CraftResult]) -> Fetched:
         """The stored set for `key` if there is a sound one, else `make()` and store it."""
         path = self.path_for(name, key)
-        if path is not None and path.is_file():
-            stored = _read(path, key, labels)
-            if stored is not None:
-                self.reused += 1
-                return Fetched(stored, True, path)
-        result = make()
-        self.crafted += 1
-        if path is not None:
-            _write(path, key, labels, result)
-        return Fetched(result, False, path)
+        result, cached = _stored_or_made(path, lambda p: _read(p, key, labels), make,
+                                         lambda p, made: _write(p, key, labels, made))
+        self.reused += cached
+        self.crafted += not cached
+        return Fetched(result, cached, path)
+
+
+def _stored_or_made(path: Path | None, read: Callable[[Path], T | None], make: Callable[[], T],
+                    write: Callable[[Path, T], None]) -> tuple[T, bool]:
+    """(value, whether it came from `path`): read it when sound, else make and write it."""
+    if path is not None and path.is_file():
+        stored = read(path)
+        if stored is not None:
+            return stored, True
+    made = make()
+    if path is not None:
+        write(path, made)
+    return made, False
 
 
 def _read(path: Path, key: dict[str, Any], labels: np.ndarray) -> CraftResult | None:
     """The stored result, or None when the file is unreadable or belongs to another key."""
+    stored = _load_matching(path, key, ("adversarial", "labels", "seconds", "images_per_second"))
+    if stored is None or not np.array_equal(stored["labels"], labels):
+        return None
+    return CraftResult(stored["adversarial"].astype(np.float32, copy=False),
+                       float(stored["seconds"]), float(stored["images_per_second"]))
+
+
+def _read_predictions(path: Path, key: dict[str, Any]) -> np.ndarray | None:
+    stored = _load_matching(path, key, ("predictions",))
+    return None if stored is None else stored["predictions"]
+
+
+def _load_matching(path: Path, key: dict[str, Any],
+                   names: tuple[str, ...]) -> dict[str, np.ndarray] | None:
+    """The arrays `names` of a file stored under `key`; None when it is damaged (it is made
+    again and overwritten) or belongs to another key."""
     try:
         with np.load(path, allow_pickle=False) as stored:
             if json.loads(str(stored["key"])) != json.loads(json.dumps(key)):
                 return None
-            if not np.array_equal(stored["labels"], labels):
-                return None
-            return CraftResult(stored["adversarial"].astype(np.float32, copy=False),
-                               float(stored["seconds"]), float(stored["images_per_second"]))
+            return {name: stored[name] for name in names}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-        return None  # a damaged cache file is crafted again and overwritten
+        return None
 
 
 def _write(path: Path, key: dict[str, Any], labels: np.ndarray, result: CraftResult) -> None:
+    _write_arrays(path, key, adversarial=result.adversarial, labels=labels,
+                  seconds=np.float64(result.seconds),
+                  images_per_second=np.float64(result.images_per_second))
+
+
+def _write_arrays(path: Path, key: dict[str, Any], **arrays: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as temp, open(temp, "wb") as stream:
-        np.savez_compressed(stream, adversarial=result.adversarial, labels=labels,
-                            seconds=np.float64(result.seconds),
-                            images_per_second=np.float64(result.images_per_second),
-                            key=np.array(json.dumps(key, sort_keys=True)))
+        np.savez_compressed(stream, **arrays, key=np.array(json.dumps(key, sort_keys=True)))

@@ -139,7 +139,7 @@ class Plan:
                            residual_blocks=budget.generator_changes.get(
                                "residual_blocks", PAPER.settings["residual_blocks"]),
                            limit=budget.sweep_limit, eval_batch_size=budget.eval_batch_size,
-                           device=budget.device)
+                           device=budget.device, cache_dir=budget.cache_dir)
 
     def generator_configs(self, lambda_gradcam: float) -> dict[tuple[str, str], TrainConfig]:
         """(source label, recipe) -> config: the paper's recipe at `lambda_gradcam`, and the

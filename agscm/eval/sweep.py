@@ -4,8 +4,9 @@ Scored on the validation split by default (the training images held out from eve
 so the lambda it picks never saw the test set.
 
 Each lambda trains its own checkpoint `<out>/lambda-<value>.safetensors` with
-`train_generator(resume=True)`, so a killed sweep continues where it stopped. The score is the
-attack success rate on the target's clean-correct images; the source's (white-box) rate
+`train_generator(resume=True)`, so a killed sweep continues where it stopped; with a cache
+folder its crafted sets and predictions are kept too, so a rerun only reads them back. The score
+is the attack success rate on the target's clean-correct images; the source's (white-box) rate
 is reported beside it.
 """
 
@@ -20,8 +21,9 @@ from rich.console import Console
 
 from agscm.data import load_split
 from agscm.errors import AgscmError
+from agscm.eval.cache import CraftCache, set_key
 from agscm.eval.methods import GeneratorMethod, check_fits
-from agscm.eval.scoring import delta_size, predict, score
+from agscm.eval.scoring import delta_size, score
 from agscm.models.registry import load_classifier
 from agscm.train.trainer import SourceSpec, TrainConfig, train_generator
 
@@ -50,6 +52,7 @@ class SweepConfig:
     limit: int | None = None  # images scored
     eval_batch_size: int = 250
     device: str = "cpu"
+    cache_dir: str | None = None  # crafted sets and predictions; None: craft and score every time
 
     def validate(self) -> None:
         if not self.lambdas:
@@ -82,10 +85,11 @@ class SweepConfig:
         defaults = SweepConfig(self.data, self.source, self.target, self.out)
         for name in ("zoo_dir", "eps", "epochs", "train_limit", "val_limit", "batch_size",
                      "width", "residual_blocks", "seed", "split", "limit", "eval_batch_size",
-                     "device"):
+                     "device", "cache_dir"):
             value = getattr(self, name)
             if value != getattr(defaults, name):
-                flag = "--zoo" if name == "zoo_dir" else "--" + name.replace("_", "-")
+                flag = {"zoo_dir": "--zoo", "cache_dir": "--cache"}.get(
+                    name, "--" + name.replace("_", "-"))
                 parts += [flag, str(value)]
         return " ".join(shlex.quote(part) for part in parts)
 
@@ -132,24 +136,31 @@ def run_sweep(config: SweepConfig, progress: bool = True,
     data = load_split(config.data, config.split).subset(config.limit)
     clean = data.as_float()
     zoo = Path(config.zoo_dir) if config.zoo_dir else None
+    cache = CraftCache(Path(config.cache_dir) if config.cache_dir else None)
     models = []
     for name in (config.source, config.target):
         model, meta = load_classifier(name, zoo, device=config.device)
         check_fits(data, meta)
-        correct = predict(model, clean, config.eval_batch_size) == data.labels
-        models.append((model, meta["name"], correct))
-    (source, source_name, source_correct), (target, target_name, target_correct) = models
+        files = [Path(meta["path"])]
+        correct = cache.predict(f"clean-on-{meta['name']}", model, files, clean,
+                                config.eval_batch_size, config.device) == data.labels
+        models.append((model, meta["name"], files, correct))
+    (_, source_name, _, source_correct), (_, target_name, _, target_correct) = models
     result = SweepResult(config, source_name, target_name, len(data),
                          float(source_correct.mean()), float(target_correct.mean()))
     for value in config.lambdas:
         console.print(f"sweep {source_name} -> {target_name}: lambda {value:g}")
         checkpoint = train_generator(config.train_config(value), resume=True)
-        crafted = GeneratorMethod(checkpoint.path, config.device).craft(
-            data, config.eval_batch_size, progress)
-        on_target = score(predict(target, crafted.adversarial, config.eval_batch_size),
-                          data.labels, target_correct)
-        on_source = score(predict(source, crafted.adversarial, config.eval_batch_size),
-                          data.labels, source_correct)
+        method = GeneratorMethod(checkpoint.path, config.device)
+        name = f"sweep-{source_name}-lambda{value:g}"
+        crafted = cache.fetch(name, set_key(method.settings(), method.files(), config.data,
+                                            config.split, len(data)), data.labels,
+                              lambda method=method: method.craft(data, config.eval_batch_size,
+                                                                 progress)).result
+        on_source, on_target = (
+            score(cache.predict(f"{name}-on-{model_name}", model, files, crafted.adversarial,
+                                config.eval_batch_size, config.device), data.labels, correct)
+            for model, model_name, files, correct in models)
         size = delta_size(crafted.adversarial, clean)
         result.rows.append(SweepRow(value, str(checkpoint.path), checkpoint.meta["epoch"],
                                     on_target.success_rate, on_target.accuracy,

@@ -36,7 +36,7 @@ from agscm.eval.methods import (
     check_fits,
     parse_method,
 )
-from agscm.eval.scoring import delta_size, predict, score
+from agscm.eval.scoring import delta_size, score
 from agscm.models.ensemble import ENSEMBLE_SEPARATOR, Ensemble, ensemble_members
 from agscm.models.registry import load_classifier, resolve_model_path
 
@@ -188,6 +188,7 @@ def evaluate(config: EvalConfig, progress: bool = True,
     zoo = Path(config.zoo_dir) if config.zoo_dir else None
     clean = data.as_float()
     models: dict[str, _Model] = {}
+    cache = CraftCache(Path(config.cache_dir) if config.cache_dir else None)
 
     def model(name: str) -> _Model:
         if name not in models:
@@ -198,9 +199,11 @@ def evaluate(config: EvalConfig, progress: bool = True,
                 loaded.append((network, meta))
             network = loaded[0][0] if len(loaded) == 1 else Ensemble([n for n, _ in loaded])
             label = ENSEMBLE_SEPARATOR.join(meta["name"] for _, meta in loaded)
-            models[name] = _Model(label, [Path(meta["path"]) for _, meta in loaded],
-                                  [meta["name"] for _, meta in loaded], network,
-                                  predict(network, clean, config.batch_size) == data.labels)
+            paths = [Path(meta["path"]) for _, meta in loaded]
+            on_clean = cache.predict(f"clean-on-{label}", network, paths, clean,
+                                     config.batch_size, config.device)
+            models[name] = _Model(label, paths, [meta["name"] for _, meta in loaded], network,
+                                  on_clean == data.labels)
         return models[name]
 
     rows = _plan_rows(config, data, eps, zoo, model)
@@ -212,7 +215,6 @@ def evaluate(config: EvalConfig, progress: bool = True,
         config, eps, len(data), list(dict.fromkeys(r.source for r in rows)),
         list(dict.fromkeys(r.method.label for r in rows)), [t.name for t in targets],
         {m.name: float(m.correct.mean()) for m in models.values()})
-    cache = CraftCache(Path(config.cache_dir) if config.cache_dir else None)
     for row in rows:
         key = set_key(row.method.settings(), row.method.files(), config.data, config.split,
                       len(data))
@@ -230,12 +232,14 @@ def evaluate(config: EvalConfig, progress: bool = True,
             crafted.seconds, crafted.images_per_second, size.mean_linf, size.max_linf,
             size.mean_l2, fetched.cached, str(fetched.path) if fetched.path else None))
         for target in targets:
-            predictions = predict(target.model, crafted.adversarial, config.batch_size)
-            cell = score(predictions, data.labels, target.correct)
+            on_target = cache.predict(f"{row.source}-{row.method.label}-on-{target.name}",
+                                      target.model, target.paths, crafted.adversarial,
+                                      config.batch_size, config.device)
+            cell = score(on_target, data.labels, target.correct)
             result.cells.append(Cell(row.source, row.method.label, target.name,
                                      target.name in row.white_box, cell.accuracy,
                                      cell.success_rate, cell.clean_correct,
-                                     collapse(predictions, data.labels, len(data.classes))))
+                                     collapse(on_target, data.labels, len(data.classes))))
     return result
 
 
