@@ -171,4 +171,5 @@ def test_reproduce_cifar10_quick_runs_every_stage(data_root, tmp_path) -> None:
                for item in stages[name]["items"]]
     assert all(item["epochs"] == 1 and item["seconds"] > 0 and item["devices"] == ["cpu"]
                for item in trained)
+    assert stages["transfer table"]["scoring_seconds"] > 0
     assert "## What each stage cost" in (tmp_path / "cifar10.md").read_text()

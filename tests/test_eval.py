@@ -92,6 +92,8 @@ def test_a_rerun_scores_nothing_again(second, config) -> None:
         patch.setattr(cache_module, "predict", forbidden)
         third = evaluate(replace(config, targets=["tiny-natural", "tiny-adv"]), progress=False)
     assert third.cells == second.cells and third.clean_accuracy == second.clean_accuracy
+    assert second.scoring_seconds > 0
+    assert third.scoring_seconds == pytest.approx(second.scoring_seconds)
 
 
 def test_adding_a_target_reuses_the_cache(first, second) -> None:
@@ -255,8 +257,10 @@ def test_predictions_are_kept_per_images_model_and_device(zoo, mnist_dir, tmp_pa
     cache = CraftCache(tmp_path)
     first = cache.predict("clean-on-tiny", model, files, images, 25, "cpu")
     np.testing.assert_array_equal(first, predict(model, images))
+    scored = cache.prediction_seconds
     cache.predict("clean-on-tiny", model, files, images, 50, "cpu")  # batch size is no key
     assert (cache.predicted, cache.predictions_reused) == (1, 1)
+    assert scored > 0 and cache.prediction_seconds == 2 * scored  # read back with the file
     changed = images.copy()
     changed[0, 0, 0, 0] = 1 - changed[0, 0, 0, 0]
     cache.predict("clean-on-tiny", model, files, changed, 25, "cpu")

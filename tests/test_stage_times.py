@@ -9,10 +9,10 @@ from agscm.eval.stage_times import (
     NOT_RECORDED,
     checkpoint_stage,
     checkpoint_time,
-    crafting_stage,
     stage_table,
+    table_stage,
 )
-from agscm.eval.transfer import CraftedSet
+from agscm.eval.transfer import CraftedSet, EvalConfig, TransferResult
 from agscm.formatting import duration
 from agscm.models.checkpoint import load_checkpoint, read_meta, save_checkpoint
 
@@ -44,11 +44,14 @@ def test_the_stage_table_sums_models_and_crafted_sets(tiny_zoo) -> None:
     sets = [CraftedSet("tiny-natural", method, {}, ["tiny-natural"], 100, seconds, 1.0, 0.3,
                        0.3, 1.0, cached, None)
             for method, seconds, cached in (("pgd", 20.0, True), ("noise", 40.0, False))]
-    table = crafting_stage("transfer table", sets, run_seconds=75.0)
+    result = TransferResult(EvalConfig("x", ["tiny-natural"]), 0.3, 100, ["tiny-natural"], ["pgd", "noise"],
+                            ["tiny-natural"], {"tiny-natural": 0.9}, sets, [], scoring_seconds=30.0)
+    table = table_stage("transfer table", result, run_seconds=75.0)
     text = stage_table([zoo, table])
     assert zoo.seconds == pytest.approx(2 * checkpoint_time(path).seconds)
-    assert f"| zoo | 2 | {duration(zoo.seconds)} | cpu | 3 s |" in text
-    assert "| transfer table | 2 | 1 min | not recorded | 1 min |" in text
+    assert table.seconds == 90.0
+    assert f"| zoo | 2 | {duration(zoo.seconds)} |  | cpu | 3 s |" in text
+    assert "| transfer table | 2 | 2 min | 30 s | not recorded | 1 min |" in text
     assert text.count("| zoo | `tiny-natural` | 2 |") == 2 and "| transfer table | `" not in text
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,6 +77,7 @@ class CraftCache:
         self.reused = 0
         self.predicted = 0
         self.predictions_reused = 0
+        self.prediction_seconds = 0.0  # measured when scored, read back when reused
 
     def path_for(self, name: str, key: dict[str, Any], subfolder: str = "") -> Path | None:
         if self.folder is None:
@@ -89,12 +91,14 @@ class CraftCache:
         """`predict` through the cache: scoring a full test set on every target takes a CPU
         longer than crafting most sets, and a resumed table should not pay for it twice."""
         key = prediction_key(images, model_files, device)
-        predictions, cached = _stored_or_made(
+        (predictions, seconds), cached = _stored_or_made(
             self.path_for(name, key, "predictions"), lambda path: _read_predictions(path, key),
-            lambda: predict(model, images, batch_size),
-            lambda path, made: _write_arrays(path, key, predictions=made))
+            lambda: _timed_predict(model, images, batch_size),
+            lambda path, made: _write_arrays(path, key, predictions=made[0],
+                                             seconds=np.float64(made[1])))
         self.predictions_reused += cached
         self.predicted += not cached
+        self.prediction_seconds += seconds
         return predictions
 
     def fetch(self, name: str, key: dict[str, Any], labels: np.ndarray,
@@ -130,9 +134,17 @@ def _read(path: Path, key: dict[str, Any], labels: np.ndarray) -> CraftResult | 
                        float(stored["seconds"]), float(stored["images_per_second"]))
 
 
-def _read_predictions(path: Path, key: dict[str, Any]) -> np.ndarray | None:
-    stored = _load_matching(path, key, ("predictions",))
-    return None if stored is None else stored["predictions"]
+def _timed_predict(model: nn.Module, images: np.ndarray,
+                   batch_size: int) -> tuple[np.ndarray, float]:
+    start = time.perf_counter()
+    predictions = predict(model, images, batch_size)
+    return predictions, time.perf_counter() - start
+
+
+def _read_predictions(path: Path, key: dict[str, Any]) -> tuple[np.ndarray, float] | None:
+    """Predictions and the seconds they took; files without seconds are scored again."""
+    stored = _load_matching(path, key, ("predictions", "seconds"))
+    return None if stored is None else (stored["predictions"], float(stored["seconds"]))
 
 
 def _load_matching(path: Path, key: dict[str, Any],

@@ -33,7 +33,7 @@ from agscm.eval.report import (
     write_json,
     write_text,
 )
-from agscm.eval.stage_times import StageTime, checkpoint_stage, crafting_stage, stage_table
+from agscm.eval.stage_times import StageTime, checkpoint_stage, stage_table, table_stage
 from agscm.eval.sweep import DEFAULT_LAMBDAS, SweepConfig, SweepResult, run_sweep
 from agscm.eval.transfer import EvalConfig, TransferResult, evaluate
 from agscm.models.ensemble import ENSEMBLE_SEPARATOR, ensemble_members
@@ -230,7 +230,7 @@ def reproduce(spec: DatasetSpec, budget: Budget, command: str,
     console.rule("4/5 transfer table (test split)")
     start = time.perf_counter()
     transfer = evaluate(plan.eval_config(generators), progress, console)
-    stages.append(crafting_stage("transfer table", transfer.sets, _since(start)))
+    stages.append(table_stage("transfer table", transfer, _since(start)))
     console.rule("5/5 report")
     result = Reproduction(plan, command, chosen, reason, transfer, sweep, stages)
     result.files = write_report(result)

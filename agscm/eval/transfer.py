@@ -146,6 +146,7 @@ class TransferResult:
     clean_accuracy: dict[str, float]
     sets: list[CraftedSet] = field(default_factory=list)
     cells: list[Cell] = field(default_factory=list)
+    scoring_seconds: float = 0.0  # every model's predictions, clean and adversarial, as recorded
 
     def cell(self, source: str, method: str, target: str) -> Cell | None:
         return next((c for c in self.cells if (c.source, c.method, c.target)
@@ -159,7 +160,8 @@ class TransferResult:
         return {"command": self.config.command(), "config": asdict(self.config), "eps": self.eps,
                 "images": self.images, "sources": self.sources, "methods": self.methods,
                 "targets": self.targets, "clean_accuracy": self.clean_accuracy,
-                "sets": [asdict(s) for s in self.sets], "cells": [asdict(c) for c in self.cells]}
+                "sets": [asdict(s) for s in self.sets], "cells": [asdict(c) for c in self.cells],
+                "scoring_seconds": self.scoring_seconds}
 
 
 @dataclass
@@ -240,6 +242,7 @@ def evaluate(config: EvalConfig, progress: bool = True,
                                      target.name in row.white_box, cell.accuracy,
                                      cell.success_rate, cell.clean_correct,
                                      collapse(on_target, data.labels, len(data.classes))))
+    result.scoring_seconds = cache.prediction_seconds
     return result
 
 
