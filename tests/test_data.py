@@ -234,9 +234,17 @@ def test_archive_members_named_in_errors(tmp_path: Path) -> None:
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tmp_path / "tree", arcname="tree")
     expect_error(archive, "test", f"{archive}:tree/test/a/bad.jpg", "corrupt image")
-    truncated = tmp_path / "cut.tar.gz"
-    truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
-    expect_error(truncated, "test", str(truncated), "truncated archive")
+    plain = tmp_path / "set.tar"
+    with tarfile.open(plain, "w") as tar:
+        tar.add(tmp_path / "tree", arcname="tree")
+    # every cut is reported, wherever it falls (a header cut short reads as a clean end to
+    # tarfile; the compressed stream's end, or a plain tar's block count, tells)
+    for whole, cuts in ((archive, range(1, archive.stat().st_size)),
+                        (plain, range(100, plain.stat().st_size, 512))):
+        truncated = tmp_path / f"cut-{whole.name}"
+        for cut in cuts:
+            truncated.write_bytes(whole.read_bytes()[:cut])
+            expect_error(truncated, "test", str(truncated), "truncated archive")
 
 
 # --- CIFAR-10 python batches ----------------------------------------------------------------

@@ -7,9 +7,14 @@ thousands of JPEGs takes a while, so the decoded split is cached (agscm.data.cac
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import lzma
 import tarfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from agscm.data.cache import load_cached, save_cached
 from agscm.data.decode import decode_image, stack_images
@@ -18,6 +23,10 @@ from agscm.data.layout import Parts, Tree, is_image, path_parts, plan_split, sho
 from agscm.errors import AgscmError
 
 SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+_DECOMPRESSORS: tuple[tuple[bytes, Callable[[BinaryIO], BinaryIO]], ...] = (
+    (b"\x1f\x8b", lambda raw: gzip.GzipFile(fileobj=raw)),
+    (b"BZh", lambda raw: bz2.BZ2File(raw)),
+    (b"\xfd7zXZ\x00", lambda raw: lzma.LZMAFile(raw)))
 
 
 def is_archive_name(path: Path) -> bool:
@@ -53,7 +62,8 @@ def _read_members(path: Path) -> tuple[dict[Parts, bytes], Tree]:
     contents: dict[Parts, bytes] = {}
     folders = []
     try:
-        with tarfile.open(path, "r|*") as archive:
+        with open(path, "rb") as raw, _decompressed(raw) as stream, \
+                tarfile.open(fileobj=stream, mode="r|") as archive:
             for member in archive:
                 name = path_parts(member.name)
                 if member.isdir():
@@ -61,6 +71,21 @@ def _read_members(path: Path) -> tuple[dict[Parts, bytes], Tree]:
                 elif member.isfile() and is_image(name):
                     handle = archive.extractfile(member)
                     contents[name] = handle.read() if handle else b""
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+            # tarfile takes a header cut short for the end of the archive; reading the
+            # compressed stream to its end is what tells a truncated file (EOFError), and a
+            # plain tar is whole 512-byte blocks
+            while stream.read(1 << 20):
+                pass
+            if stream is raw and raw.tell() % tarfile.BLOCKSIZE:
+                raise EOFError("not a whole number of 512-byte tar blocks")
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
         raise AgscmError(f"{path}: unreadable or truncated archive ({exc})") from None
     return contents, Tree(list(contents), folders)
+
+
+def _decompressed(raw: BinaryIO) -> BinaryIO:
+    """`raw`, or its decompressed stream when its first bytes name gzip, bzip2 or xz."""
+    magic = raw.read(6)
+    raw.seek(0)
+    return next((opener(raw) for prefix, opener in _DECOMPRESSORS if magic.startswith(prefix)),
+                raw)
