@@ -7,12 +7,11 @@ import os
 
 import numpy as np
 import pytest
+from cache_helpers import forbid_recomputing
 from PIL import Image
 from typer.testing import CliRunner
 
 from agscm.cli import app
-from agscm.eval import cache as cache_module
-from agscm.eval.methods import GeneratorMethod
 from agscm.models.generator_checkpoint import load_generator
 
 runner = CliRunner()
@@ -97,11 +96,7 @@ def test_sweep_writes_table_and_plot_and_resumes(tiny_zoo, mnist_dir, tmp_path,
     assert [p.name for p in checkpoints] == ["lambda-0.safetensors", "lambda-1.safetensors"]
     stamps = [os.stat(p).st_mtime_ns for p in checkpoints]
 
-    def forbidden(*args, **kwargs):
-        raise AssertionError("crafted or scored again instead of reading the cache")
-
-    monkeypatch.setattr(GeneratorMethod, "craft", forbidden)
-    monkeypatch.setattr(cache_module, "predict", forbidden)
+    forbid_recomputing(monkeypatch)
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output
     assert [os.stat(p).st_mtime_ns for p in checkpoints] == stamps  # resumed, not retrained

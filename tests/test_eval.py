@@ -4,6 +4,7 @@ standings, and the checks that fail before any crafting."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 from dataclasses import replace
@@ -11,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cache_helpers import forbid_recomputing
 
 from agscm.attacks.craft import CraftResult
 from agscm.data import load_split
 from agscm.errors import AgscmError
-from agscm.eval import cache as cache_module
-from agscm.eval.cache import CraftCache
+from agscm.eval.cache import CraftCache, HashedImages
 from agscm.eval.datasets import MNIST
-from agscm.eval.methods import BaselineMethod, GeneratorMethod, MethodSpec, parse_method
+from agscm.eval.methods import MethodSpec, parse_method
 from agscm.eval.reading import standings
 from agscm.eval.report import cell_grid, transfer_markdown, write_transfer
 from agscm.eval.scoring import predict
@@ -72,24 +73,15 @@ def first(config) -> TransferResult:
 @pytest.fixture(scope="module")
 def second(first, config) -> TransferResult:
     """The same sets with one more target; crafting is forbidden, so all must come from the cache."""
-    def forbidden(*args, **kwargs):
-        raise AssertionError("crafted again instead of reusing the cache")
-
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(BaselineMethod, "craft", forbidden)
-        patch.setattr(GeneratorMethod, "craft", forbidden)
+        forbid_recomputing(patch, scoring=False)
         return evaluate(replace(config, targets=["tiny-natural", "tiny-adv"]), progress=False)
 
 
 def test_a_rerun_scores_nothing_again(second, config) -> None:
     """The same table once more: every set and every prediction comes from the cache."""
-    def forbidden(*args, **kwargs):
-        raise AssertionError("crafted or scored again instead of reusing the cache")
-
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(BaselineMethod, "craft", forbidden)
-        patch.setattr(GeneratorMethod, "craft", forbidden)
-        patch.setattr(cache_module, "predict", forbidden)
+        forbid_recomputing(patch)
         third = evaluate(replace(config, targets=["tiny-natural", "tiny-adv"]), progress=False)
     assert third.cells == second.cells and third.clean_accuracy == second.clean_accuracy
     assert second.scoring_seconds > 0
@@ -253,17 +245,19 @@ def test_cache_crafts_once_and_recovers_from_a_damaged_file(tmp_path) -> None:
 def test_predictions_are_kept_per_images_model_and_device(zoo, mnist_dir, tmp_path) -> None:
     model, meta = load_classifier("tiny-natural", zoo)
     files = [Path(meta["path"])]
-    images = load_split(str(mnist_dir), "test").subset(50).as_float()
+    array = load_split(str(mnist_dir), "test").subset(50).as_float()
+    images = HashedImages.of(array)
+    assert images.identity["sha256"] == hashlib.sha256(array.tobytes()).hexdigest()
     cache = CraftCache(tmp_path)
     first = cache.predict("clean-on-tiny", model, files, images, 25, "cpu")
-    np.testing.assert_array_equal(first, predict(model, images))
+    np.testing.assert_array_equal(first, predict(model, array))
     scored = cache.prediction_seconds
     cache.predict("clean-on-tiny", model, files, images, 50, "cpu")  # batch size is no key
     assert (cache.predicted, cache.predictions_reused) == (1, 1)
     assert scored > 0 and cache.prediction_seconds == 2 * scored  # read back with the file
-    changed = images.copy()
+    changed = array.copy()
     changed[0, 0, 0, 0] = 1 - changed[0, 0, 0, 0]
-    cache.predict("clean-on-tiny", model, files, changed, 25, "cpu")
+    cache.predict("clean-on-tiny", model, files, HashedImages.of(changed), 25, "cpu")
     cache.predict("clean-on-tiny", model, files, images, 25, "cuda:0")
     assert (cache.predicted, cache.predictions_reused) == (3, 1)
     for stored in (tmp_path / "predictions").iterdir():

@@ -47,13 +47,24 @@ def set_key(settings: dict[str, Any], files: list[Path], data: str, split: str,
             "data": data_identity(data), "split": split, "images": images}
 
 
-def prediction_key(images: np.ndarray, model_files: list[Path], device: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class HashedImages:
+    """Images with their content hash, taken once: a CIFAR-10 test set is 123 MB and its
+    predictions are looked up on every target."""
+    array: np.ndarray
+    identity: dict[str, Any]
+
+    @classmethod
+    def of(cls, images: np.ndarray) -> HashedImages:
+        contiguous = np.ascontiguousarray(images)
+        return cls(images, {"sha256": hashlib.sha256(contiguous.data).hexdigest(),
+                            "shape": list(contiguous.shape), "dtype": str(contiguous.dtype)})
+
+
+def prediction_key(images: HashedImages, model_files: list[Path], device: str) -> dict[str, Any]:
     """A model's predictions depend on the exact images (a recrafted set is scored again), its
     weights and, in the last bits of its logits, the device that ran it."""
-    contiguous = np.ascontiguousarray(images)
-    return {"agscm": __version__,
-            "images": {"sha256": hashlib.sha256(contiguous.data).hexdigest(),
-                       "shape": list(contiguous.shape), "dtype": str(contiguous.dtype)},
+    return {"agscm": __version__, "images": images.identity,
             "model": {str(Path(f).resolve()): file_digest(Path(f)) for f in model_files},
             "device": str(device).partition(":")[0]}
 
@@ -86,14 +97,14 @@ class CraftCache:
         slug = re.sub(r"[^A-Za-z0-9._+-]+", "_", name).strip("._") or "set"
         return self.folder / subfolder / f"{slug}-{digest}.npz"
 
-    def predict(self, name: str, model: nn.Module, model_files: list[Path], images: np.ndarray,
-                batch_size: int, device: str) -> np.ndarray:
+    def predict(self, name: str, model: nn.Module, model_files: list[Path],
+                images: HashedImages, batch_size: int, device: str) -> np.ndarray:
         """`predict` through the cache: scoring a full test set on every target takes a CPU
         longer than crafting most sets, and a resumed table should not pay for it twice."""
         key = prediction_key(images, model_files, device)
         (predictions, seconds), cached = _stored_or_made(
             self.path_for(name, key, "predictions"), lambda path: _read_predictions(path, key),
-            lambda: _timed_predict(model, images, batch_size),
+            lambda: _timed_predict(model, images.array, batch_size),
             lambda path, made: _write_arrays(path, key, predictions=made[0],
                                              seconds=np.float64(made[1])))
         self.predictions_reused += cached

@@ -21,7 +21,7 @@ from rich.console import Console
 
 from agscm.data import load_split
 from agscm.errors import AgscmError
-from agscm.eval.cache import CraftCache, set_key
+from agscm.eval.cache import CraftCache, HashedImages, set_key
 from agscm.eval.methods import GeneratorMethod, check_fits
 from agscm.eval.scoring import delta_size, score
 from agscm.models.registry import load_classifier
@@ -135,6 +135,7 @@ def run_sweep(config: SweepConfig, progress: bool = True,
     console = console or Console(stderr=True, quiet=not progress)
     data = load_split(config.data, config.split).subset(config.limit)
     clean = data.as_float()
+    hashed_clean = HashedImages.of(clean)
     zoo = Path(config.zoo_dir) if config.zoo_dir else None
     cache = CraftCache(Path(config.cache_dir) if config.cache_dir else None)
     models = []
@@ -142,7 +143,7 @@ def run_sweep(config: SweepConfig, progress: bool = True,
         model, meta = load_classifier(name, zoo, device=config.device)
         check_fits(data, meta)
         files = [Path(meta["path"])]
-        correct = cache.predict(f"clean-on-{meta['name']}", model, files, clean,
+        correct = cache.predict(f"clean-on-{meta['name']}", model, files, hashed_clean,
                                 config.eval_batch_size, config.device) == data.labels
         models.append((model, meta["name"], files, correct))
     (_, source_name, _, source_correct), (_, target_name, _, target_correct) = models
@@ -157,8 +158,9 @@ def run_sweep(config: SweepConfig, progress: bool = True,
                                             config.split, len(data)), data.labels,
                               lambda method=method: method.craft(data, config.eval_batch_size,
                                                                  progress)).result
+        adversarial = HashedImages.of(crafted.adversarial)
         on_source, on_target = (
-            score(cache.predict(f"{name}-on-{model_name}", model, files, crafted.adversarial,
+            score(cache.predict(f"{name}-on-{model_name}", model, files, adversarial,
                                 config.eval_batch_size, config.device), data.labels, correct)
             for model, model_name, files, correct in models)
         size = delta_size(crafted.adversarial, clean)

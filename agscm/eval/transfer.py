@@ -25,7 +25,7 @@ from torch import nn
 from agscm.data import ImageSet, load_split
 from agscm.data.budget import default_eps
 from agscm.errors import AgscmError
-from agscm.eval.cache import DEFAULT_CACHE_DIR, CraftCache, set_key
+from agscm.eval.cache import DEFAULT_CACHE_DIR, CraftCache, HashedImages, set_key
 from agscm.eval.methods import (
     BASELINES,
     GENERATOR_METHOD,
@@ -189,6 +189,7 @@ def evaluate(config: EvalConfig, progress: bool = True,
     eps = config.eps if config.eps is not None else default_eps(data.channels)
     zoo = Path(config.zoo_dir) if config.zoo_dir else None
     clean = data.as_float()
+    hashed_clean = HashedImages.of(clean)
     models: dict[str, _Model] = {}
     cache = CraftCache(Path(config.cache_dir) if config.cache_dir else None)
 
@@ -202,7 +203,7 @@ def evaluate(config: EvalConfig, progress: bool = True,
             network = loaded[0][0] if len(loaded) == 1 else Ensemble([n for n, _ in loaded])
             label = ENSEMBLE_SEPARATOR.join(meta["name"] for _, meta in loaded)
             paths = [Path(meta["path"]) for _, meta in loaded]
-            on_clean = cache.predict(f"clean-on-{label}", network, paths, clean,
+            on_clean = cache.predict(f"clean-on-{label}", network, paths, hashed_clean,
                                      config.batch_size, config.device)
             models[name] = _Model(label, paths, [meta["name"] for _, meta in loaded], network,
                                   on_clean == data.labels)
@@ -228,6 +229,7 @@ def evaluate(config: EvalConfig, progress: bool = True,
             "from the cache" if fetched.cached else
             f"crafted {len(data)} images in {crafted.seconds:.1f} s"))
         size = delta_size(crafted.adversarial, clean)
+        adversarial = HashedImages.of(crafted.adversarial)
         white = [t.name for t in targets if t.name in row.white_box]
         result.sets.append(CraftedSet(
             row.source, row.method.label, row.method.settings(), white, len(data),
@@ -235,7 +237,7 @@ def evaluate(config: EvalConfig, progress: bool = True,
             size.mean_l2, fetched.cached, str(fetched.path) if fetched.path else None))
         for target in targets:
             on_target = cache.predict(f"{row.source}-{row.method.label}-on-{target.name}",
-                                      target.model, target.paths, crafted.adversarial,
+                                      target.model, target.paths, adversarial,
                                       config.batch_size, config.device)
             cell = score(on_target, data.labels, target.correct)
             result.cells.append(Cell(row.source, row.method.label, target.name,
