@@ -16,7 +16,7 @@ DATA_ROOT = Path(os.environ.get("AGSCM_DATA", REPO.parent / "shared" / "data"))
 # that needs one is marked `slow`, as are the tests that do such work themselves, so that
 # `python -m pytest -m "not slow"` is an inner loop of under a minute (CI runs everything).
 SLOW_FIXTURES = ("tiny_zoo", "mnist_generator", "rgb_model", "ray_model", "cifar_test",
-                 "trained_source", "demo_run")
+                 "trained_source", "demo_run", "hostile_assets")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -146,6 +146,7 @@ def test_reproduce_mnist_quick_end_to_end(mnist_dir, tmp_path) -> None:
     assert [row["lambda_gradcam"] for row in payload["sweep"]["rows"]] == [0.0, 0.5]
 
 
+@pytest.mark.slow
 def test_reproduce_cifar10_quick_runs_every_stage(data_root, tmp_path) -> None:
     result = runner.invoke(app, ["reproduce", "cifar10", "--quick", "--data",
                                  str(data_root / "cifar10-jpeg.tar.gz"), "--work", str(tmp_path)])

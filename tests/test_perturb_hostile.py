@@ -20,15 +20,15 @@ AGSCM = [sys.executable, "-c", "from agscm.cli import main; main()"]
 
 
 @pytest.fixture(scope="module")
-def assets(tmp_path_factory: pytest.TempPathFactory, cifar_archive: Path):
+def hostile_assets(tmp_path_factory: pytest.TempPathFactory, cifar_archive: Path):
     folder = tmp_path_factory.mktemp("hostile-assets")
     jpegs = extract_jpegs(cifar_archive, folder / "jpegs")
     return make_models(folder), jpegs, folder / "jpegs" / "test"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.__name__ for case in CASES])
-def test_case_holds(case, assets, tmp_path: Path) -> None:
-    models, jpegs, root = assets
+def test_case_holds(case, hostile_assets, tmp_path: Path) -> None:
+    models, jpegs, root = hostile_assets
     try:
         outcome = case(CaseEnv(AGSCM, tmp_path, models, jpegs, root))
     except Unavailable as exc:
@@ -38,12 +38,12 @@ def test_case_holds(case, assets, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", range(5))
-def test_after_a_kill_at_any_moment_the_ok_records_are_the_outputs(seed: int, assets,
+def test_after_a_kill_at_any_moment_the_ok_records_are_the_outputs(seed: int, hostile_assets,
                                                                    tmp_path: Path) -> None:
     """The property behind case `killed_run_manifest_matches_outputs`, at five random moments:
     right after the kill no ok record lacks its output; after a rerun the ok records and the
     outputs match one to one."""
-    models, jpegs, root = assets
+    models, jpegs, root = hostile_assets
     random.seed(seed)
     outcome = killed_run_manifest_matches_outputs(CaseEnv(AGSCM, tmp_path, models, jpegs, root),
                                                   rounds=1)
