@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -14,7 +14,7 @@ from agscm.cli import app
 from agscm.data import load_split
 from agscm.errors import AgscmError
 from agscm.models.batches import accuracy, iterate_indexed_batches
-from agscm.models.checkpoint import load_checkpoint, save_checkpoint
+from agscm.models.checkpoint import load_checkpoint, require_same_config, save_checkpoint
 from agscm.models.generator import Generator, GeneratorConfig
 from agscm.models.generator_checkpoint import load_generator
 from agscm.models.registry import load_classifier
@@ -74,8 +74,12 @@ def test_resume_gives_the_same_weights(mnist_dir, tiny_zoo, tmp_path) -> None:
     straight = train_generator(_config(mnist_dir, tiny_zoo, tmp_path / "a.safetensors", **small))
     interrupted = tmp_path / "b.safetensors"
     train_generator(_config(mnist_dir, tiny_zoo, interrupted, epochs=1, **small))
-    resumed = train_generator(_config(mnist_dir, tiny_zoo, interrupted, **small))
-    assert resumed.meta["epoch"] == 2
+    moved = tmp_path / "elsewhere" / "c.safetensors"  # a copy resumes where it now lies
+    moved.parent.mkdir()
+    shutil.copyfile(interrupted, moved)
+    resumed = train_generator(_config(mnist_dir, tiny_zoo, moved, **small))
+    assert resumed.meta["epoch"] == 2 and resumed.meta["train"]["out"] == str(moved)
+    assert load_checkpoint(interrupted)[1]["epoch"] == 1  # the original is left as it was
     for (name, a), b in zip(straight.generator.state_dict().items(),
                             resumed.generator.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
@@ -92,6 +96,15 @@ def test_resume_reads_a_file_from_before_a_new_setting(mnist_dir, tiny_zoo, tmp_
     assert train_generator(_config(mnist_dir, tiny_zoo, out, **small)).meta["epoch"] == 2
     with pytest.raises(AgscmError, match="different config \\(downsamplings\\)"):
         train_generator(_config(mnist_dir, tiny_zoo, out, epochs=3, downsamplings=0, **small))
+
+
+def test_resume_allows_another_path_and_device_but_no_other_change(tmp_path) -> None:
+    """A run begun on a lent GPU goes on on the CPU, from wherever its file was copied."""
+    config = _config(tmp_path / "data", tmp_path / "zoo", tmp_path / "g.safetensors")
+    saved = asdict(replace(config, out="runs/gpu/g.safetensors", device="cuda", epochs=1))
+    require_same_config(tmp_path / "g.safetensors", saved, config)
+    with pytest.raises(AgscmError, match=r"different config \(lr\)"):
+        require_same_config(tmp_path / "g.safetensors", {**saved, "lr": 0.5}, config)
 
 
 def test_resume_refuses_a_retrained_source(mnist_dir, tiny_zoo, tmp_path) -> None:

@@ -91,15 +91,20 @@ def optimizer_from_tensors(tensors: dict[str, torch.Tensor], rest: dict[str, Any
     return {"state": state, "param_groups": rest["param_groups"]}
 
 
+RESUMABLE_CHANGES = ("epochs", "out", "device")
+
+
 def require_same_config(path: Path, saved: dict[str, Any], wanted: Any) -> None:
-    """Refuse to resume `path` under a different config (only the epoch count may grow).
+    """Refuse to resume `path` under a different config. Only what does not change the training
+    may differ: the epoch count may grow, and a copy may resume at another path or on another
+    device (a run begun on a lent GPU goes on on the CPU).
 
     `wanted` is the config dataclass; a field newer than the file counts as having been at
     its default there, so files from before a setting existed still resume."""
     defaults = {f.name: f.default for f in fields(wanted) if f.default is not MISSING}
     saved = {**defaults, **saved}
     changed = sorted(key for key, value in asdict(wanted).items()
-                     if key != "epochs" and saved.get(key) != value)
+                     if key not in RESUMABLE_CHANGES and saved.get(key) != value)
     if changed:
         raise AgscmError(f"{path}: exists with a different config ({', '.join(changed)}); "
                          "delete it or choose another name")

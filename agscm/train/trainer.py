@@ -375,7 +375,7 @@ def _resume(out: Path, config: TrainConfig,
     if record.get("source_sha256", source_sha256) != source_sha256:  # older files lack it
         raise AgscmError(f"{out}: was trained against other weights of its source models "
                          f"({', '.join(record['sources'])}); delete it or choose another --out")
-    record["train"]["epochs"] = config.epochs
+    record["train"].update(epochs=config.epochs, out=config.out, device=config.device)
     generator.train()
     optimizer = torch.optim.Adam(generator.parameters(), lr=config.lr)
     if "optimizer" in record:
