@@ -241,9 +241,9 @@ def test_archive_members_named_in_errors(tmp_path: Path) -> None:
     # tarfile; the compressed stream's end, or a plain tar's block count, tells)
     for whole, cuts in ((archive, range(1, archive.stat().st_size)),
                         (plain, range(100, plain.stat().st_size, 512))):
-        truncated = tmp_path / f"cut-{whole.name}"
+        truncated, content = tmp_path / f"cut-{whole.name}", whole.read_bytes()
         for cut in cuts:
-            truncated.write_bytes(whole.read_bytes()[:cut])
+            truncated.write_bytes(content[:cut])
             expect_error(truncated, "test", str(truncated), "truncated archive")
 
 

@@ -36,8 +36,7 @@ def test_case_holds(case, hostile_assets, tmp_path: Path) -> None:
     assert outcome.held, outcome.detail
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("seed", range(5))  # slow: through `hostile_assets`
 def test_after_a_kill_at_any_moment_the_ok_records_are_the_outputs(seed: int, hostile_assets,
                                                                    tmp_path: Path) -> None:
     """The property behind case `killed_run_manifest_matches_outputs`, at five random moments:
