@@ -8,8 +8,9 @@ import torch
 import torchattacks
 from torch import nn
 
+from agscm.attacks import craft as craft_module
 from agscm.attacks.ata import ATA
-from agscm.attacks.craft import craft
+from agscm.attacks.craft import CraftState, craft
 from agscm.attacks.fgsm import FGSM
 from agscm.attacks.mifgsm import MIFGSM
 from agscm.attacks.pgd import PGD
@@ -185,3 +186,69 @@ def test_craft_keeps_order_and_reports_speed(model, mnist_test) -> None:
     images, labels = next(iterate_batches(data.subset(70), 70))
     np.testing.assert_allclose(result.adversarial, attack(images, labels).numpy(), atol=1e-6)
     assert result.seconds > 0 and result.images_per_second > 0
+
+
+class Killed(Exception):
+    """Stands for the run being killed right after it saved its progress."""
+
+
+class MemoryStore:
+    """A CraftStore in memory that can kill the craft after its n-th save."""
+
+    def __init__(self, kill_after: int | None = None) -> None:
+        self.state: CraftState | None = None
+        self.saves = 0
+        self.kill_after = kill_after
+
+    def load(self) -> CraftState | None:
+        return self.state
+
+    def save(self, state: CraftState) -> None:
+        self.state, self.saves = state, self.saves + 1
+        if self.saves == self.kill_after:
+            raise Killed
+
+
+def test_a_killed_craft_resumes_to_the_images_of_an_uninterrupted_one(model, mnist_test,
+                                                                       monkeypatch) -> None:
+    """PGD's random starts come from torch's global generator, which the method seeds once per
+    set: the resumed craft must restore where that stream was, not draw batch 3 from the seed."""
+    monkeypatch.setattr(craft_module, "SAVE_EVERY_SECONDS", 0.0)  # save after every batch
+    data = mnist_test.subset(100)
+    attack = PGD(model, eps=0.3, alpha=0.05, steps=3)
+    torch.manual_seed(0)
+    whole = craft(attack, data, batch_size=32, progress=False)
+
+    store = MemoryStore(kill_after=2)
+    torch.manual_seed(0)
+    with pytest.raises(Killed):
+        craft(attack, data, batch_size=32, progress=False, store=store)
+    assert store.state is not None and store.state.done == 64
+    calls = []
+    original = attack.forward
+    attack.forward = lambda images, labels: calls.append(len(labels)) or original(images, labels)
+    torch.manual_seed(0)  # as BaselineMethod.craft does before every craft
+    resumed = craft(attack, data, batch_size=32, progress=False, store=store)
+    assert calls == [32, 4]  # only the batches the killed run had not saved
+    np.testing.assert_array_equal(resumed.adversarial, whole.adversarial)
+    assert resumed.seconds > store.state.seconds  # the killed run's seconds are counted too
+    assert store.saves == 3  # after batch 3, not after the last one
+
+
+def test_progress_cut_by_another_batch_size_is_not_resumed(model, mnist_test, monkeypatch) -> None:
+    monkeypatch.setattr(craft_module, "SAVE_EVERY_SECONDS", 0.0)
+    data = mnist_test.subset(64)
+    attack = PGD(model, eps=0.3, alpha=0.05, steps=2)
+    store = MemoryStore(kill_after=1)
+    torch.manual_seed(0)
+    with pytest.raises(Killed):
+        craft(attack, data, batch_size=16, progress=False, store=store)
+    torch.manual_seed(0)
+    whole = craft(attack, data, batch_size=32, progress=False)
+    torch.manual_seed(0)
+    again = craft(attack, data, batch_size=32, progress=False, store=MemoryStore())
+    store.kill_after = None
+    torch.manual_seed(0)
+    restarted = craft(attack, data, batch_size=32, progress=False, store=store)
+    np.testing.assert_array_equal(again.adversarial, whole.adversarial)
+    np.testing.assert_array_equal(restarted.adversarial, whole.adversarial)

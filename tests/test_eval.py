@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 from cache_helpers import forbid_recomputing
 
-from agscm.attacks.craft import CraftResult
+from agscm.attacks import craft as craft_module
+from agscm.attacks.craft import CraftResult, CraftState, CraftStore
+from agscm.attacks.pgd import PGD as PGDAttack
 from agscm.data import load_split
 from agscm.errors import AgscmError
-from agscm.eval.cache import CraftCache, HashedImages
+from agscm.eval.cache import CraftCache, HashedImages, PartialSet
 from agscm.eval.datasets import MNIST
 from agscm.eval.methods import MethodSpec, parse_method
 from agscm.eval.reading import standings
@@ -105,6 +107,39 @@ def test_changed_settings_craft_again(config, first) -> None:
     weaker = result.cell("tiny-natural", weak, "tiny-natural")
     assert stronger is not None and weaker is not None
     assert weaker.accuracy > stronger.accuracy
+
+
+def test_a_killed_table_goes_on_mid_set_to_the_same_images(config, tmp_path, monkeypatch) -> None:
+    """`evaluate` hands each craft the cache's partial file: killed after PGD's first saved
+    batch, the rerun crafts only the rest, and the set equals an uninterrupted one."""
+    single = replace(config, sources=["tiny-natural"], methods=[PGD], generators={},
+                     batch_size=25)
+    whole = evaluate(replace(single, cache_dir=str(tmp_path / "whole")), progress=False)
+    monkeypatch.setattr(craft_module, "SAVE_EVERY_SECONDS", 0.0)
+    original_save = PartialSet.save
+
+    def save_then_die(store: PartialSet, state: CraftState) -> None:
+        original_save(store, state)
+        raise KeyboardInterrupt
+
+    killed = replace(single, cache_dir=str(tmp_path / "killed"))
+    with monkeypatch.context() as patch:
+        patch.setattr(PartialSet, "save", save_then_die)
+        with pytest.raises(KeyboardInterrupt):
+            evaluate(killed, progress=False)
+    assert len(list((tmp_path / "killed").glob("*.partial.npz"))) == 1
+    batches = []
+    attack_forward = PGDAttack.forward
+    monkeypatch.setattr(PGDAttack, "forward", lambda attack, images, labels: batches.append(
+        len(labels)) or attack_forward(attack, images, labels))
+    resumed = evaluate(killed, progress=False)
+    assert batches == [25, 25, 25]  # the first batch came from the partial file
+    assert not list((tmp_path / "killed").glob("*.partial.npz"))
+    [done], [reference] = resumed.sets, whole.sets
+    assert done.cache_file is not None and reference.cache_file is not None
+    with np.load(done.cache_file) as a, np.load(reference.cache_file) as b:
+        np.testing.assert_array_equal(a["adversarial"], b["adversarial"])
+    assert resumed.cells == whole.cells
 
 
 def test_table_shape(second, tmp_path) -> None:
@@ -222,7 +257,7 @@ def test_cache_crafts_once_and_recovers_from_a_damaged_file(tmp_path) -> None:
     labels = np.arange(4)
     calls = []
 
-    def make() -> CraftResult:
+    def make(store: CraftStore | None) -> CraftResult:
         calls.append(1)
         return CraftResult(np.full((4, 1, 4, 4), len(calls), np.float32), 1.0, 4.0)
 
@@ -240,6 +275,39 @@ def test_cache_crafts_once_and_recovers_from_a_damaged_file(tmp_path) -> None:
     assert cache.fetch("src-pgd", key, labels, make).cached is True
     assert not list(tmp_path.glob(".*"))  # no temp files left behind
     assert len(calls) == 3
+
+
+def test_a_killed_set_keeps_its_progress_beside_the_set_until_it_is_stored(tmp_path) -> None:
+    labels = np.arange(4)
+    cache = CraftCache(tmp_path)
+    key = {"settings": {"method": "pgd", "eps": 0.3}, "data": "x"}
+    progress = CraftState(2, np.full((2, 1, 4, 4), 0.5, np.float32), 7.0, 2,
+                          np.arange(10, dtype=np.uint8), None)
+
+    def killed(store: CraftStore | None) -> CraftResult:
+        assert store is not None and store.load() is None
+        store.save(progress)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.fetch("src-pgd", key, labels, killed)
+    [partial] = tmp_path.glob("src-pgd-*.partial.npz")
+    assert PartialSet(partial, {**key, "data": "y"}).load() is None  # another set's progress
+
+    def resumed(store: CraftStore | None) -> CraftResult:
+        state = store.load() if store is not None else None
+        assert state is not None
+        assert (state.done, state.seconds, state.batch_size, state.cuda_rng) == (2, 7.0, 2, None)
+        np.testing.assert_array_equal(state.adversarial, progress.adversarial)
+        np.testing.assert_array_equal(state.cpu_rng, progress.cpu_rng)
+        return CraftResult(np.zeros((4, 1, 4, 4), np.float32), 9.0, 4 / 9)
+
+    fetched = cache.fetch("src-pgd", key, labels, resumed)
+    assert fetched.path is not None and fetched.path.is_file() and not partial.exists()
+    assert cache.fetch("src-pgd", key, labels, killed).cached is True
+    without_folder = CraftCache(None).fetch("src-pgd", key, labels, lambda store: CraftResult(
+        np.full((4, 1, 4, 4), float(store is None), np.float32), 1.0, 4.0))
+    assert without_folder.result.adversarial.min() == 1.0  # no folder, no store
 
 
 def test_predictions_are_kept_per_images_model_and_device(zoo, mnist_dir, tmp_path) -> None:

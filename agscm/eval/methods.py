@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from agscm.attacks.craft import CraftResult, craft
+from agscm.attacks.craft import CraftResult, CraftStore, craft
 from agscm.attacks.registry import ATTACKS, attack_settings, make_attack
 from agscm.data import ImageSet
 from agscm.errors import AgscmError
@@ -110,8 +110,10 @@ class Method(ABC):
         """The checkpoints the output depends on."""
 
     @abstractmethod
-    def craft(self, data: ImageSet, batch_size: int, progress: bool = True) -> CraftResult:
-        """Adversarial float32 (N, C, H, W) images for `data`, in order, with the crafting speed."""
+    def craft(self, data: ImageSet, batch_size: int, progress: bool = True,
+              store: CraftStore | None = None) -> CraftResult:
+        """Adversarial float32 (N, C, H, W) images for `data`, in order, with the crafting speed;
+        `store` lets a long craft resume (agscm.attacks.craft)."""
 
 
 class BaselineMethod(Method):
@@ -130,9 +132,10 @@ class BaselineMethod(Method):
     def files(self) -> list[Path]:
         return list(self.model_paths)
 
-    def craft(self, data: ImageSet, batch_size: int, progress: bool = True) -> CraftResult:
+    def craft(self, data: ImageSet, batch_size: int, progress: bool = True,
+              store: CraftStore | None = None) -> CraftResult:
         torch.manual_seed(self.seed)
-        return craft(self.attack, data, batch_size, progress)
+        return craft(self.attack, data, batch_size, progress, store)
 
 
 @dataclass(frozen=True)
@@ -173,7 +176,9 @@ class GeneratorMethod(Method):
     def files(self) -> list[Path]:
         return [self.path]
 
-    def craft(self, data: ImageSet, batch_size: int, progress: bool = True) -> CraftResult:
+    def craft(self, data: ImageSet, batch_size: int, progress: bool = True,
+              store: CraftStore | None = None) -> CraftResult:
+        """One forward pass per batch: a test set takes seconds, so it keeps no progress."""
         if data.channels != self.info.channels:
             raise AgscmError(f"{self.path}: generator takes {self.info.channels}-channel images "
                              f"but {data.name} has {data.channels}")

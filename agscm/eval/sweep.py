@@ -156,8 +156,8 @@ def run_sweep(config: SweepConfig, progress: bool = True,
         name = f"sweep-{source_name}-lambda{value:g}"
         crafted = cache.fetch(name, set_key(method.settings(), method.files(), config.data,
                                             config.split, len(data)), data.labels,
-                              lambda method=method: method.craft(data, config.eval_batch_size,
-                                                                 progress)).result
+                              lambda store, method=method: method.craft(
+                                  data, config.eval_batch_size, progress, store)).result
         adversarial = HashedImages.of(crafted.adversarial)
         on_source, on_target = (
             score(cache.predict(f"{name}-on-{model_name}", model, files, adversarial,

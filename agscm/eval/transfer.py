@@ -222,8 +222,8 @@ def evaluate(config: EvalConfig, progress: bool = True,
         key = set_key(row.method.settings(), row.method.files(), config.data, config.split,
                       len(data))
         fetched = cache.fetch(f"{row.source}-{row.method.label}", key, data.labels,
-                              lambda row=row: row.method.craft(data, config.batch_size,
-                                                               progress))
+                              lambda store, row=row: row.method.craft(data, config.batch_size,
+                                                                      progress, store))
         crafted = fetched.result
         console.print(f"{row.source} / {row.method.label}: " + (
             "from the cache" if fetched.cached else
