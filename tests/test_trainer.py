@@ -107,6 +107,19 @@ def test_resume_allows_another_path_and_device_but_no_other_change(tmp_path) -> 
         require_same_config(tmp_path / "g.safetensors", {**saved, "lr": 0.5}, config)
 
 
+def test_resume_takes_the_data_and_zoo_spelt_another_way_but_not_other_ones(
+        tmp_path, monkeypatch) -> None:
+    """`../shared/data/x` typed in one run and `/abs/shared/data/x` in the next name one file."""
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    config = _config(tmp_path / "data", tmp_path / "zoo", tmp_path / "g.safetensors")
+    saved = asdict(replace(config, data="../data", zoo_dir="../zoo/."))
+    require_same_config(tmp_path / "g.safetensors", saved, config)
+    with pytest.raises(AgscmError, match=r"different config \(data, zoo_dir\)"):
+        require_same_config(tmp_path / "g.safetensors",
+                            {**saved, "data": "../other", "zoo_dir": "zoo"}, config)
+
+
 def test_resume_refuses_a_retrained_source(mnist_dir, tiny_zoo, tmp_path) -> None:
     """Same source name, other weights: resuming would silently mix two attacks into one file."""
     zoo = tmp_path / "zoo"

@@ -92,19 +92,29 @@ def optimizer_from_tensors(tensors: dict[str, torch.Tensor], rest: dict[str, Any
 
 
 RESUMABLE_CHANGES = ("epochs", "out", "device")
+PATH_SETTINGS = ("data", "zoo_dir")  # spelt relative or absolute, they name the same files
 
 
 def require_same_config(path: Path, saved: dict[str, Any], wanted: Any) -> None:
     """Refuse to resume `path` under a different config. Only what does not change the training
-    may differ: the epoch count may grow, and a copy may resume at another path or on another
-    device (a run begun on a lent GPU goes on on the CPU).
+    may differ: the epoch count may grow, a copy may resume at another path or on another
+    device (a run begun on a lent GPU goes on on the CPU), and the data or zoo folder may be
+    spelt another way if, from here, both spellings lead to the same place.
 
     `wanted` is the config dataclass; a field newer than the file counts as having been at
     its default there, so files from before a setting existed still resume."""
     defaults = {f.name: f.default for f in fields(wanted) if f.default is not MISSING}
     saved = {**defaults, **saved}
     changed = sorted(key for key, value in asdict(wanted).items()
-                     if key not in RESUMABLE_CHANGES and saved.get(key) != value)
+                     if key not in RESUMABLE_CHANGES and not _same_setting(key, saved.get(key),
+                                                                           value))
     if changed:
         raise AgscmError(f"{path}: exists with a different config ({', '.join(changed)}); "
                          "delete it or choose another name")
+
+
+def _same_setting(key: str, saved: Any, wanted: Any) -> bool:
+    if saved == wanted:
+        return True
+    return (key in PATH_SETTINGS and isinstance(saved, str) and isinstance(wanted, str)
+            and Path(saved).resolve() == Path(wanted).resolve())
