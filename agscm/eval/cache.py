@@ -119,12 +119,12 @@ class CraftCache:
         """The stored set for `key` if there is a sound one, else `make(store)` and store it;
         `store` keeps the craft's progress meanwhile (None without a cache folder)."""
         path = self.path_for(name, key)
-        progress = PartialSet(path.with_suffix(".partial.npz"), key) if path else None
+        partial = PartialSet(path.with_suffix(".partial.npz"), key) if path else None
         result, cached = _stored_or_made(path, lambda p: _read(p, key, labels),
-                                         lambda: make(progress),
+                                         lambda: make(partial),
                                          lambda p, made: _write(p, key, labels, made))
-        if progress is not None:
-            progress.path.unlink(missing_ok=True)
+        if partial is not None:
+            partial.path.unlink(missing_ok=True)
         self.reused += cached
         self.crafted += not cached
         return Fetched(result, cached, path)
