@@ -1,29 +1,41 @@
 #!/usr/bin/env bash
-# `agscm reproduce cifar10` on one NVIDIA GPU, as run on the H200 lent to the project. Expects, in
-# the repository, .gpu/cifar10-jpeg.tar.gz and .gpu/zoo/*.safetensors (the weights-only zoo from
-# benchmarks/gpu_zoo.sh). The zoo is measured again on the whole test set (PGD-20), then every
-# stage runs with 8 training processes at once. The report, the zoo figures, the trained
-# generators (weights only) and the logs land in $OUT, partial ones too if time runs out.
-#   OUT=/tmp/out REPRODUCE_SECONDS=380 bash benchmarks/gpu_reproduce.sh
+# `agscm reproduce cifar10` on one NVIDIA GPU. A zoo brought along in .gpu/zoo/*.safetensors
+# (weights only, from benchmarks/gpu_zoo.sh) is used as it is; without one, the reproduction's
+# first stage trains it (266 s for the six models on the H200). Every stage runs with 8
+# processes at once and resumes from runs/, so when SCRIPT_SECONDS runs out (a device call may
+# last 600 s) the same command on the same warm machine goes on where it stopped. The report,
+# the zoo figures, the trained generators (weights only) and the logs land in $OUT, partial
+# ones too. Data: ../shared/data, or .gpu/cifar10-jpeg.tar.gz carried into the repository.
+#   OUT=/tmp/out SCRIPT_SECONDS=560 bash benchmarks/gpu_reproduce.sh
+# DEVICE and REPRODUCE_FLAGS exist for a dry run of this script on a CPU:
+#   OUT=/tmp/out DEVICE=cpu REPRODUCE_FLAGS=--quick bash benchmarks/gpu_reproduce.sh
 set -uo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 AGSCM_CACHE=/tmp/agscm-cache OMP_NUM_THREADS=2
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 AGSCM_CACHE=$PWD/runs/cache OMP_NUM_THREADS=2
 OUT=${OUT:?set OUT}
+DEVICE=${DEVICE:-cuda}
 start=$(date +%s)
+elapsed() { echo $(( $(date +%s) - start )); }
 mkdir -p ../shared/data runs/zoo
 [ -e ../shared/data/cifar10-jpeg.tar.gz ] || cp .gpu/cifar10-jpeg.tar.gz ../shared/data/
-cp .gpu/zoo/*.safetensors runs/zoo/
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+if compgen -G ".gpu/zoo/*.safetensors" > /dev/null; then cp -n .gpu/zoo/*.safetensors runs/zoo/
+else echo "no .gpu/zoo: stage 1 trains the zoo" | tee -a runs/bench.txt; fi
+{ if [ "$DEVICE" = cuda ]; then nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; fi
   python3 -c "import torch; print('torch', torch.__version__)"; } > "$OUT/machine.txt" 2>&1
 python3 -c "from agscm.data import load_split; [load_split('../shared/data/cifar10-jpeg.tar.gz', s) for s in ('train', 'test')]"
-python3 benchmarks/bench_zoo.py cifar10 --zoo runs/zoo --device cuda --out "$OUT/zoo_cifar10.json" > runs/bench.txt 2>&1
-echo "data decoded and zoo measured at $(( $(date +%s) - start )) s" | tee -a "$OUT/machine.txt"
-timeout "${REPRODUCE_SECONDS:-380}" python3 -m agscm reproduce cifar10 --device cuda --jobs 8 \
-    --out "$OUT" > runs/reproduce.txt 2>&1
-echo "reproduce ended (rc $?) at $(( $(date +%s) - start )) s" | tee -a "$OUT/machine.txt"
-python3 benchmarks/strip_optimizer.py runs/reproduce/cifar10/generators/*.safetensors \
-    runs/reproduce/cifar10/sweep/*.safetensors --out runs/generator-weights >> runs/bench.txt 2>&1
+echo "data decoded at $(elapsed) s" | tee -a "$OUT/machine.txt"
+# keep 40 s for the zoo figures and the packing below
+timeout $(( ${SCRIPT_SECONDS:-560} - $(elapsed) - 40 )) python3 -m agscm reproduce cifar10 \
+    --device "$DEVICE" --jobs 8 ${REPRODUCE_FLAGS:-} --out "$OUT" >> runs/reproduce.txt 2>&1
+echo "reproduce ended (rc $?) at $(elapsed) s" | tee -a "$OUT/machine.txt"
+if [ -z "${REPRODUCE_FLAGS:-}" ]; then
+  python3 benchmarks/bench_zoo.py cifar10 --zoo runs/zoo --device "$DEVICE" \
+      --out "$OUT/zoo_cifar10.json" >> runs/bench.txt 2>&1
+fi
+python3 benchmarks/strip_optimizer.py runs/reproduce/cifar10*/generators/*.safetensors \
+    runs/reproduce/cifar10*/sweep/*.safetensors --out runs/generator-weights >> runs/bench.txt 2>&1
 tar -czf "$OUT/generators.tar.gz" -C runs generator-weights 2>/dev/null
-tar -czf "$OUT/logs.tar.gz" runs/bench.txt runs/reproduce.txt runs/reproduce/cifar10/logs \
-    runs/reproduce/cifar10/generators/*.log.json 2>/dev/null
+tar -czf "$OUT/logs.tar.gz" runs/bench.txt runs/reproduce.txt runs/reproduce/cifar10*/logs \
+    runs/reproduce/cifar10*/generators/*.log.json 2>/dev/null
+echo "packed at $(elapsed) s" | tee -a "$OUT/machine.txt"
 ls -la "$OUT"; tail -3 runs/reproduce.txt
