@@ -19,7 +19,7 @@ from agscm.attacks.craft import CraftResult, CraftState, CraftStore
 from agscm.attacks.pgd import PGD as PGDAttack
 from agscm.data import load_split
 from agscm.errors import AgscmError
-from agscm.eval.cache import CraftCache, HashedImages, PartialSet
+from agscm.eval.cache import CraftCache, HashedImages, PartialSet, set_key
 from agscm.eval.datasets import MNIST
 from agscm.eval.methods import MethodSpec, parse_method
 from agscm.eval.reading import standings
@@ -275,6 +275,25 @@ def test_cache_crafts_once_and_recovers_from_a_damaged_file(tmp_path) -> None:
     assert cache.fetch("src-pgd", key, labels, make).cached is True
     assert not list(tmp_path.glob(".*"))  # no temp files left behind
     assert len(calls) == 3
+
+
+def test_a_set_crafted_on_another_kind_of_device_is_crafted_again(tmp_path) -> None:
+    """A GPU's set differs from a CPU's in its last bits and its crafting speed, which the
+    table reports; two GPUs of one machine share their sets."""
+    labels = np.arange(4)
+    calls = []
+
+    def make(store: CraftStore | None) -> CraftResult:
+        calls.append(1)
+        return CraftResult(np.zeros((4, 1, 4, 4), np.float32), 1.0, 4.0)
+
+    cache = CraftCache(tmp_path)
+    keys = {device: set_key({"method": "pgd"}, [], "x", "test", 4, device)
+            for device in ("cpu", "cuda", "cuda:0", "cuda:1")}
+    crafted = [cache.fetch("src-pgd", keys[device], labels, make).cached
+               for device in ("cpu", "cuda:0", "cuda:1", "cuda", "cpu")]
+    assert crafted == [False, False, True, True, True]
+    assert len(calls) == 2 and len(list(tmp_path.glob("*.npz"))) == 2
 
 
 def test_a_killed_set_keeps_its_progress_beside_the_set_until_it_is_stored(tmp_path) -> None:

@@ -2,7 +2,8 @@
 evaluation) crafts and scores nothing twice.
 
 A set is keyed by the method and its settings, the content hash of every checkpoint it
-depends on, the data set, split and image count: change any of them and the key changes.
+depends on, the data set, split and image count, and the kind of device that crafts it: change
+any of them and the key changes.
 A model's predictions on a set (or on the clean images) are keyed by the images' own hash,
 the content hash of the model's checkpoints and the device. Files are `.npz` (no pickles), written
 atomically, named `<source>-<method>-<hash>.npz` and `predictions/<set>-on-<model>-<hash>.npz`.
@@ -42,11 +43,18 @@ def data_identity(data: str) -> str:
 
 
 def set_key(settings: dict[str, Any], files: list[Path], data: str, split: str,
-            images: int) -> dict[str, Any]:
-    """Everything a crafted set depends on, as a JSON-able dict."""
+            images: int, device: str) -> dict[str, Any]:
+    """Everything a crafted set depends on, as a JSON-able dict. The device kind counts: a GPU
+    crafts other last bits (and at another speed, which the table reports) than a CPU."""
     return {"agscm": __version__, "settings": settings,
             "files": {str(Path(f).resolve()): file_digest(Path(f)) for f in files},
-            "data": data_identity(data), "split": split, "images": images}
+            "data": data_identity(data), "split": split, "images": images,
+            "device": device_kind(device)}
+
+
+def device_kind(device: str) -> str:
+    """`cuda:1` -> `cuda`: devices of one kind give the same bits."""
+    return str(device).partition(":")[0]
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,7 @@ def prediction_key(images: HashedImages, model_files: list[Path], device: str) -
     weights and, in the last bits of its logits, the device that ran it."""
     return {"agscm": __version__, "images": images.identity,
             "model": {str(Path(f).resolve()): file_digest(Path(f)) for f in model_files},
-            "device": str(device).partition(":")[0]}
+            "device": device_kind(device)}
 
 
 @dataclass

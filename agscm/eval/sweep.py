@@ -155,7 +155,7 @@ def run_sweep(config: SweepConfig, progress: bool = True,
         method = GeneratorMethod(checkpoint.path, config.device)
         name = f"sweep-{source_name}-lambda{value:g}"
         crafted = cache.fetch(name, set_key(method.settings(), method.files(), config.data,
-                                            config.split, len(data)), data.labels,
+                                            config.split, len(data), config.device), data.labels,
                               lambda store, method=method: method.craft(
                                   data, config.eval_batch_size, progress, store)).result
         adversarial = HashedImages.of(crafted.adversarial)

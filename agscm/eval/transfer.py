@@ -220,7 +220,7 @@ def evaluate(config: EvalConfig, progress: bool = True,
         {m.name: float(m.correct.mean()) for m in models.values()})
     for row in rows:
         key = set_key(row.method.settings(), row.method.files(), config.data, config.split,
-                      len(data))
+                      len(data), config.device)
         fetched = cache.fetch(f"{row.source}-{row.method.label}", key, data.labels,
                               lambda store, row=row: row.method.craft(data, config.batch_size,
                                                                       progress, store))
