@@ -11,6 +11,7 @@ from cache_helpers import forbid_recomputing
 from PIL import Image
 from typer.testing import CliRunner
 
+from agscm.attacks.mifgsm import MIFGSM
 from agscm.cli import app
 from agscm.models.generator_checkpoint import load_generator
 
@@ -29,13 +30,26 @@ def colour_folder(tmp_path):
     return root
 
 
-def test_evaluate_writes_markdown_csv_and_json(tiny_zoo, mnist_dir, tmp_path) -> None:
+def interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def test_evaluate_writes_markdown_csv_and_json(tiny_zoo, mnist_dir, tmp_path,
+                                               monkeypatch) -> None:
     out = tmp_path / "out"
-    result = runner.invoke(app, [
-        "evaluate", "--data", str(mnist_dir), "--zoo", str(tiny_zoo), "--source", "tiny-natural",
-        "--method", "fgsm", "--method", "mifgsm:steps=3", "--limit", "60",
-        "--cache", str(tmp_path / "cache"), "--out", str(out)])
+    args = ["evaluate", "--data", str(mnist_dir), "--zoo", str(tiny_zoo), "--source",
+            "tiny-natural", "--method", "fgsm", "--method", "mifgsm:steps=3", "--limit", "60",
+            "--cache", str(tmp_path / "cache"), "--out", str(out)]
+    with monkeypatch.context() as patch:  # stopped while crafting the second set
+        patch.setattr(MIFGSM, "forward", interrupt)
+        stopped = runner.invoke(app, args)
+    assert stopped.exit_code != 0
+    so_far = json.loads((out / "transfer.json").read_text())
+    assert (so_far["complete"], so_far["planned_sets"], len(so_far["cells"])) == (False, 2, 1)
+    assert "Partial table: 1 of 2 sets scored so far" in (out / "transfer.md").read_text()
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
+    assert "Partial" not in (out / "transfer.md").read_text()
     assert "| tiny-natural | mifgsm:steps=3 |" in result.stdout
     markdown = (out / "transfer.md").read_text()
     for method in ("fgsm", "mifgsm:steps=3"):  # accuracy, success, collapse and size tables
@@ -131,6 +145,8 @@ def test_reproduce_mnist_quick_end_to_end(mnist_dir, tmp_path) -> None:
     cells = payload["transfer"]["cells"]
     assert len(cells) == len(sources) * len(methods) * len(targets)
     assert len((tmp_path / "mnist.csv").read_text().splitlines()) == 1 + len(cells)
+    so_far = json.loads((tmp_path / "table" / "transfer.json").read_text())  # kept as it grew
+    assert so_far["complete"] and so_far["cells"] == cells
     black_box = [c for c in cells if c["method"] == "aeg-gc-transfer" and not c["white_box"]]
     assert len(black_box) == 6 + 6 + 5  # the ensemble's two members are white-box for it
     wins = sum(all(c["accuracy"] < o["accuracy"] for o in cells

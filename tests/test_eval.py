@@ -5,6 +5,7 @@ standings, and the checks that fail before any crafting."""
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 from dataclasses import replace
@@ -140,6 +141,35 @@ def test_a_killed_table_goes_on_mid_set_to_the_same_images(config, tmp_path, mon
     with np.load(done.cache_file) as a, np.load(reference.cache_file) as b:
         np.testing.assert_array_equal(a["adversarial"], b["adversarial"])
     assert resumed.cells == whole.cells
+
+
+def test_the_table_is_written_as_it_grows(second, config, tmp_path) -> None:
+    """`on_set` sees the table after each set: the files it writes say they are partial until
+    the last set, and the last ones equal the finished table's."""
+    written = []
+
+    def write(so_far: TransferResult) -> None:
+        folder = tmp_path / str(len(written))
+        write_transfer(so_far, folder)
+        written.append((folder, len(so_far.sets), len(so_far.cells)))
+
+    with pytest.MonkeyPatch.context() as patch:
+        forbid_recomputing(patch)
+        result = evaluate(replace(config, targets=["tiny-natural", "tiny-adv"]), progress=False,
+                          on_set=write)
+    planned = len(second.rows())
+    assert [(sets, cells) for _, sets, cells in written] == [(n, 2 * n)
+                                                             for n in range(1, planned + 1)]
+    first_md = (written[0][0] / "transfer.md").read_text()
+    assert f"Partial table: 1 of {planned} sets scored so far" in first_md
+    assert f"| tiny-natural | {METHODS[0]} |" in first_md
+    assert f"| tiny-natural | {METHODS[1]} |" not in first_md  # not crafted yet
+    first_json = json.loads((written[0][0] / "transfer.json").read_text())
+    assert (first_json["complete"], first_json["planned_sets"]) == (False, planned)
+    last = written[-1][0]
+    assert "Partial" not in (last / "transfer.md").read_text()
+    assert json.loads((last / "transfer.json").read_text()) == json.loads(
+        json.dumps(result.to_json())) and result.complete
 
 
 def test_table_shape(second, tmp_path) -> None:

@@ -52,7 +52,8 @@ def evaluate(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Craft everything again and "
                                            "store nothing.")] = False,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for transfer.md, .csv and "
-                                      ".json.")] = Path("runs/eval"),
+                                      ".json, rewritten as each set is scored (a stopped "
+                                      "run leaves the table so far, marked partial).")] = Path("runs/eval"),
     device: TorchDevice = "auto",
 ) -> None:
     """Transfer table: craft each source x method set once, score it on every target.
@@ -75,7 +76,7 @@ def evaluate(
                         zoo_dir=str(zoo_dir) if zoo_dir else None, split=split, limit=limit,
                         eps=eps, batch_size=batch_size, seed=seed,
                         cache_dir=None if no_cache else str(cache), device=device)
-    result = run_evaluation(config)
+    result = run_evaluation(config, on_set=lambda so_far: write_transfer(so_far, out))
     typer.echo(f"target accuracy on adversarial images ({result.images} images, eps "
                f"{result.eps:.4g}; lower = stronger):")
     typer.echo(markdown_table(["source", "method", *result.targets],

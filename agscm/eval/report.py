@@ -117,7 +117,13 @@ def transfer_markdown(result: TransferResult) -> str:
         f"Command: `{config.command()}`",
         f"Data: `{config.data}` ({config.split} split, {result.images} images); L-inf eps "
         f"{result.eps:.4g}; seed {config.seed}.",
+        *([] if result.complete else [partial_notice(result)]),
         transfer_sections(result)]) + "\n"
+
+
+def partial_notice(result: TransferResult) -> str:
+    return (f"**Partial table: {len(result.sets)} of {result.planned_sets} sets scored so far.** "
+            "The same command goes on from here (the crafted sets are cached).")
 
 
 def transfer_rows(result: TransferResult) -> list[dict[str, Any]]:

@@ -32,6 +32,7 @@ from agscm.eval.report import (
     write_csv,
     write_json,
     write_text,
+    write_transfer,
 )
 from agscm.eval.stage_times import StageTime, checkpoint_stage, stage_table, table_stage
 from agscm.eval.sweep import DEFAULT_LAMBDAS, SweepConfig, SweepResult, run_sweep
@@ -227,9 +228,10 @@ def reproduce(spec: DatasetSpec, budget: Budget, command: str,
     generators: dict[str, list[str]] = {}
     for (label, _), path in zip(configs, paths, strict=True):
         generators.setdefault(label, []).append(path)
-    console.rule("4/5 transfer table (test split)")
+    console.rule(f"4/5 transfer table (test split; the table so far in {plan.work / 'table'})")
     start = time.perf_counter()
-    transfer = evaluate(plan.eval_config(generators), progress, console)
+    transfer = evaluate(plan.eval_config(generators), progress, console,
+                        on_set=lambda so_far: write_transfer(so_far, plan.work / "table"))
     stages.append(table_stage("transfer table", transfer, _since(start)))
     console.rule("5/5 report")
     result = Reproduction(plan, command, chosen, reason, transfer, sweep, stages)

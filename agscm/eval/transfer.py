@@ -147,6 +147,11 @@ class TransferResult:
     sets: list[CraftedSet] = field(default_factory=list)
     cells: list[Cell] = field(default_factory=list)
     scoring_seconds: float = 0.0  # every model's predictions, clean and adversarial, as recorded
+    planned_sets: int = 0  # (source, method) sets the table will have when complete
+
+    @property
+    def complete(self) -> bool:
+        return len(self.sets) >= self.planned_sets
 
     def cell(self, source: str, method: str, target: str) -> Cell | None:
         return next((c for c in self.cells if (c.source, c.method, c.target)
@@ -161,7 +166,8 @@ class TransferResult:
                 "images": self.images, "sources": self.sources, "methods": self.methods,
                 "targets": self.targets, "clean_accuracy": self.clean_accuracy,
                 "sets": [asdict(s) for s in self.sets], "cells": [asdict(c) for c in self.cells],
-                "scoring_seconds": self.scoring_seconds}
+                "scoring_seconds": self.scoring_seconds, "planned_sets": self.planned_sets,
+                "complete": self.complete}
 
 
 @dataclass
@@ -180,9 +186,13 @@ class _Row:
     white_box: set[str]
 
 
-def evaluate(config: EvalConfig, progress: bool = True,
-             console: Console | None = None) -> TransferResult:
-    """Craft every (source, method) set (or reuse the cached one) and score it on every target."""
+def evaluate(config: EvalConfig, progress: bool = True, console: Console | None = None,
+             on_set: Callable[[TransferResult], None] | None = None) -> TransferResult:
+    """Craft every (source, method) set (or reuse the cached one) and score it on every target.
+
+    `on_set(result so far)` runs after each set is scored, so a caller can write the table as
+    it grows: a CIFAR-10 table takes a CPU several sessions, and its cells should outlive them.
+    """
     config.validate()
     console = console or Console(stderr=True, quiet=not progress)
     data = load_split(config.data, config.split).subset(config.limit)
@@ -217,7 +227,7 @@ def evaluate(config: EvalConfig, progress: bool = True,
     result = TransferResult(
         config, eps, len(data), list(dict.fromkeys(r.source for r in rows)),
         list(dict.fromkeys(r.method.label for r in rows)), [t.name for t in targets],
-        {m.name: float(m.correct.mean()) for m in models.values()})
+        {m.name: float(m.correct.mean()) for m in models.values()}, planned_sets=len(rows))
     for row in rows:
         key = set_key(row.method.settings(), row.method.files(), config.data, config.split,
                       len(data), config.device)
@@ -244,7 +254,9 @@ def evaluate(config: EvalConfig, progress: bool = True,
                                      target.name in row.white_box, cell.accuracy,
                                      cell.success_rate, cell.clean_correct,
                                      collapse(on_target, data.labels, len(data.classes))))
-    result.scoring_seconds = cache.prediction_seconds
+        result.scoring_seconds = cache.prediction_seconds
+        if on_set is not None:
+            on_set(result)
     return result
 
 
