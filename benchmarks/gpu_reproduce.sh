@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # `agscm reproduce cifar10` on one NVIDIA GPU. A zoo brought along in .gpu/zoo/*.safetensors
 # (weights only, from benchmarks/gpu_zoo.sh) is used as it is; without one, the reproduction's
-# first stage trains it (266 s for the six models on the H200). Every stage runs with 8
-# processes at once and resumes from runs/, so when SCRIPT_SECONDS runs out (a device call may
-# last 600 s) the same command on the same warm machine goes on where it stopped. The report,
-# the zoo figures, the trained generators (weights only) and the logs land in $OUT, partial
-# ones too. Data: ../shared/data, or .gpu/cifar10-jpeg.tar.gz carried into the repository.
+# first stage trains it (the six models took 266 s side by side on the H200). Every stage runs
+# with 8 processes at once and resumes from runs/, so when SCRIPT_SECONDS runs out (a device
+# call may last 600 s) the same command on the same warm machine goes on where it stopped.
+# The report, the table so far (table/), the zoo figures, the trained generators (weights
+# only) and the logs land in $OUT, partial ones too. Data: ../shared/data, or
+# .gpu/cifar10-jpeg.tar.gz carried into the repository.
 #   OUT=/tmp/out SCRIPT_SECONDS=560 bash benchmarks/gpu_reproduce.sh
+# With the device tool (../shared does not travel): `mkdir -p .gpu && cp
+# ../shared/data/cifar10-jpeg.tar.gz .gpu/ && echo /.gpu/ >> .git/info/exclude`, then run
+# `OUT=$OUT bash benchmarks/gpu_reproduce.sh` with carry [".gpu"], and again to go on.
 # DEVICE and REPRODUCE_FLAGS exist for a dry run of this script on a CPU:
 #   OUT=/tmp/out DEVICE=cpu REPRODUCE_FLAGS=--quick bash benchmarks/gpu_reproduce.sh
 set -uo pipefail
@@ -34,6 +38,7 @@ if [ -z "${REPRODUCE_FLAGS:-}" ]; then
 fi
 python3 benchmarks/strip_optimizer.py runs/reproduce/cifar10*/generators/*.safetensors \
     runs/reproduce/cifar10*/sweep/*.safetensors --out runs/generator-weights >> runs/bench.txt 2>&1
+mkdir -p "$OUT/table" && cp runs/reproduce/cifar10*/table/transfer.* "$OUT/table/" 2>/dev/null
 tar -czf "$OUT/generators.tar.gz" -C runs generator-weights 2>/dev/null
 tar -czf "$OUT/logs.tar.gz" runs/bench.txt runs/reproduce.txt runs/reproduce/cifar10*/logs \
     runs/reproduce/cifar10*/generators/*.log.json 2>/dev/null
