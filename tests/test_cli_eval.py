@@ -46,7 +46,8 @@ def test_evaluate_writes_markdown_csv_and_json(tiny_zoo, mnist_dir, tmp_path,
     assert stopped.exit_code != 0
     so_far = json.loads((out / "transfer.json").read_text())
     assert (so_far["complete"], so_far["planned_sets"], len(so_far["cells"])) == (False, 2, 1)
-    assert "Partial table: 1 of 2 sets scored so far" in (out / "transfer.md").read_text()
+    assert ("Partial table: 1 of 2 sets scored so far.** The same command goes on from here"
+            in (out / "transfer.md").read_text())
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "Partial" not in (out / "transfer.md").read_text()

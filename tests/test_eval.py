@@ -170,6 +170,9 @@ def test_the_table_is_written_as_it_grows(second, config, tmp_path) -> None:
     assert "Partial" not in (last / "transfer.md").read_text()
     assert json.loads((last / "transfer.json").read_text()) == json.loads(
         json.dumps(result.to_json())) and result.complete
+    uncached = replace(result, config=replace(config, cache_dir=None), planned_sets=planned + 1)
+    assert "Without a cache, the same command crafts every set again." in transfer_markdown(
+        uncached)
 
 
 def test_table_shape(second, tmp_path) -> None:

@@ -122,8 +122,11 @@ def transfer_markdown(result: TransferResult) -> str:
 
 
 def partial_notice(result: TransferResult) -> str:
+    rerun = ("The same command goes on from here (the crafted sets are cached)."
+             if result.config.cache_dir else
+             "Without a cache, the same command crafts every set again.")
     return (f"**Partial table: {len(result.sets)} of {result.planned_sets} sets scored so far.** "
-            "The same command goes on from here (the crafted sets are cached).")
+            + rerun)
 
 
 def transfer_rows(result: TransferResult) -> list[dict[str, Any]]:
