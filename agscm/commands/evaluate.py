@@ -64,7 +64,7 @@ def evaluate(
     """
     from agscm.eval.methods import parse_generator
     from agscm.eval.report import cell_grid, markdown_table, write_transfer
-    from agscm.eval.transfer import EvalConfig
+    from agscm.eval.transfer import EvalConfig, TransferResult
     from agscm.eval.transfer import evaluate as run_evaluation
 
     generators: dict[str, list[str]] = {}
@@ -76,12 +76,17 @@ def evaluate(
                         zoo_dir=str(zoo_dir) if zoo_dir else None, split=split, limit=limit,
                         eps=eps, batch_size=batch_size, seed=seed,
                         cache_dir=None if no_cache else str(cache), device=device)
-    result = run_evaluation(config, on_set=lambda so_far: write_transfer(so_far, out))
+    written: list[Path] = []
+
+    def write_so_far(so_far: TransferResult) -> None:
+        written[:] = write_transfer(so_far, out)
+
+    result = run_evaluation(config, on_set=write_so_far)
     typer.echo(f"target accuracy on adversarial images ({result.images} images, eps "
                f"{result.eps:.4g}; lower = stronger):")
     typer.echo(markdown_table(["source", "method", *result.targets],
                               cell_grid(result, lambda c: c.accuracy, min)))
-    typer.echo("wrote " + ", ".join(str(p) for p in write_transfer(result, out)))
+    typer.echo("wrote " + ", ".join(str(p) for p in written))  # after the last set
 
 
 @one_line_errors
