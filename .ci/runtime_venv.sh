@@ -77,6 +77,63 @@ if [ "$written" -ne "$expected" ] || [ "$written" -eq 0 ]; then
 fi
 echo "runtime venv OK: $written images perturbed without torch"
 
+# The shipped generators, from the installed package: `agscm perturb` with no --model takes the
+# one that fits the folder (grey digits; colour JPEGs), names it, and keeps its eps.
+"$work/venv/bin/agscm" models
+digits=$work/digits
+python - "$data/mnist" "$digits" <<'PY'
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from agscm.data import load_split
+
+folder = Path(sys.argv[2])
+folder.mkdir()
+test = load_split(sys.argv[1], "test")
+for index in range(20):
+    Image.fromarray(test.images[index, 0]).save(folder / f"{index:02d}.png")
+PY
+check_shipped() {  # IN, OUT, channels: perturb with no --model, then check the line and eps
+    if ! "$work/venv/bin/python" -c "
+import sys
+from agscm.runtime.pretrained import Shelf
+sys.exit(not any(card.channels == $3 for card in Shelf.open().cards))"; then
+        echo "no shipped $3-channel generator: skipped the no --model run on $1"
+        return
+    fi
+    "$work/venv/bin/agscm" perturb "$1" "$2" 2>&1 | tee "$work/said.txt"
+    grep -q "using shipped generator" "$work/said.txt" \
+        || { echo "FAIL: perturb with no --model did not name its generator" >&2; exit 1; }
+    "$work/venv/bin/python" - "$1" "$2" "$3" <<'PY'
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from agscm.runtime.pretrained import Shelf
+
+source, out, channels = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+card = Shelf.open().default_for(channels)
+limit = math.floor(card.eps * 255 + 1e-6)
+inputs = sorted(p for p in source.rglob("*") if p.is_file())
+worst = 0
+for path in inputs:
+    output = out / path.relative_to(source).with_name(path.name + ".png")
+    adversarial = Image.open(output)
+    clean = np.asarray(Image.open(path).convert(adversarial.mode), dtype=np.int16)
+    worst = max(worst, int(np.abs(np.asarray(adversarial, dtype=np.int16) - clean).max()))
+assert inputs and worst <= limit, (len(inputs), worst, limit)
+print(f"{card.name}: {len(inputs)} outputs within eps (largest change {worst} of {limit} "
+      "8-bit steps)")
+PY
+}
+check_shipped "$digits" "$work/out-grey" 1
+check_shipped "$images" "$work/out-colour" 3
+
 # `agscm web` from the installed package (its page files are package data), torch-free too.
 ort_dist=$repo/web/node_modules/onnxruntime-web/dist
 if [ -d "$ort_dist" ]; then

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from agscm import __version__
-from agscm.commands import attack, demo, evaluate, export, runtime, train, web, zoo
+from agscm.commands import attack, demo, evaluate, export, models, runtime, train, web, zoo
 
 app = typer.Typer(
     name="agscm",
@@ -37,7 +37,7 @@ def root(
     """agscm: train AEG-GC generators, measure transfer, export to ONNX, perturb folders."""
 
 
-for module in (zoo, train, attack, evaluate, export, runtime, web, demo):
+for module in (zoo, train, attack, evaluate, export, runtime, models, web, demo):
     module.register(app)
 
 

@@ -20,22 +20,11 @@ from pathlib import Path
 import torch
 
 from agscm.attacks.pgd import PGD
-from agscm.data import ImageSet, load_split
+from agscm.data import load_split
 from agscm.eval.datasets import SPECS
-from agscm.models.batches import accuracy, iterate_batches
+from agscm.eval.robustness import attacked_accuracy
+from agscm.models.batches import accuracy
 from agscm.models.registry import SUFFIX, load_classifier
-
-
-def pgd_accuracy(model: torch.nn.Module, data: ImageSet, eps: float, alpha: float, steps: int,
-                 device: str) -> float:
-    """Accuracy under PGD with a random start (seeded, so reruns agree)."""
-    torch.manual_seed(0)
-    attack = PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
-    correct = 0
-    for images, labels in iterate_batches(data, 500, device=device):
-        with torch.no_grad():
-            correct += int((model(attack(images, labels)).argmax(1) == labels).sum())
-    return correct / len(data)
 
 
 def main() -> None:
@@ -55,8 +44,8 @@ def main() -> None:
     for name in names:
         model, meta = load_classifier(name, Path(args.zoo), device=args.device)
         start = time.perf_counter()
-        robust = pgd_accuracy(model, test, spec.eps, spec.check_alpha, spec.check_steps,
-                              args.device)
+        robust = attacked_accuracy(model, test, PGD(model, eps=spec.eps, alpha=spec.check_alpha,
+                                                     steps=spec.check_steps), args.device)
         rows[name] = {
             "arch": meta["model"]["arch"], "width": meta["model"]["width"],
             "parameters": sum(p.numel() for p in model.parameters()),

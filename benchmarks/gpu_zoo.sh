@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The CIFAR-10 zoo (and MNIST's non-MadryCNN targets) on one NVIDIA GPU, in one go, as run on the
 # H200 lent to the project: train every model of the specs side by side, measure them on the
-# whole test set, and leave weights-only copies (tar, split in 15 MB parts) in $OUT.
+# whole test set, and publish each finished model into a copy of the committed zoo (weights only,
+# half precision, measured as stored, with its catalog entry: `agscm zoo publish`), returned in
+# $OUT as zoo.tar.part-* (15 MB parts). Back home: cat zoo.tar.part-* | tar -xf - -C . puts
+# the new files and catalog.json in zoo/, ready to commit; unfinished models are left out.
 # Expects ../shared/data (or .data/ in the repository, copied there) and python3 with torch.
 #   OUT=/tmp/out bash benchmarks/gpu_zoo.sh
 set -uo pipefail
@@ -27,6 +30,14 @@ timeout 60 python3 -m agscm evaluate --data ../shared/data/mnist --zoo runs/zoo 
     --method ata --method noise --target mnist-vgg-natural --limit 500 --no-cache --device cuda >> "$OUT/smoke.txt" 2>&1
 python3 benchmarks/bench_zoo.py cifar10 --zoo runs/zoo --device cuda --out "$OUT/zoo_cifar10.json" > "$OUT/bench.txt" 2>&1
 python3 benchmarks/bench_zoo.py mnist --zoo runs/zoo --device cuda --models $MNIST_OTHERS --out "$OUT/zoo_mnist_others.json" >> "$OUT/bench.txt" 2>&1
-python3 benchmarks/strip_optimizer.py runs/zoo/*.safetensors --out runs/zoo-weights >> "$OUT/bench.txt" 2>&1
-tar -cf - -C runs zoo-weights $(cd runs && ls zoo/*.log) | split -b 15M - "$OUT/zoo.tar.part-"
+rm -rf runs/zoo-publish && cp -r zoo runs/zoo-publish
+for model in runs/zoo/*.safetensors; do
+  name=$(basename "$model" .safetensors)
+  [ -e "runs/zoo-publish/$name.safetensors" ] && continue
+  python3 -m agscm zoo publish "$model" --zoo runs/zoo-publish --device cuda >> "$OUT/publish.txt" 2>&1
+done
+tar -cf - -C runs/zoo-publish --transform 's,^,zoo/,' catalog.json \
+    $(cd runs/zoo-publish && for f in *.safetensors; do [ -e "../../zoo/$f" ] || echo "$f"; done) \
+    | split -b 15M - "$OUT/zoo.tar.part-"
+tar -czf "$OUT/logs.tar.gz" runs/zoo/*.log
 echo "done in $(( $(date +%s) - start )) s"; ls -la "$OUT"

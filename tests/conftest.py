@@ -15,8 +15,8 @@ DATA_ROOT = Path(os.environ.get("AGSCM_DATA", REPO.parent / "shared" / "data"))
 # Fixtures that train a model, export one to ONNX or decode the CIFAR-10 archive: every test
 # that needs one is marked `slow`, as are the tests that do such work themselves, so that
 # `python -m pytest -m "not slow"` is an inner loop of under a minute (CI runs everything).
-SLOW_FIXTURES = ("tiny_zoo", "mnist_generator", "rgb_model", "ray_model", "cifar_test",
-                 "trained_source", "demo_run", "hostile_assets")
+SLOW_FIXTURES = ("tiny_zoo", "mnist_generator", "rgb_model", "grey_model", "ray_model",
+                 "cifar_test", "trained_source", "demo_run", "hostile_assets")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -78,6 +78,14 @@ def rgb_model(tmp_path_factory) -> Path:
     from runtime_helpers import export_random_generator
 
     return export_random_generator(tmp_path_factory.mktemp("rgb") / "rgb.onnx", 3)
+
+
+@pytest.fixture(scope="session")
+def grey_model(tmp_path_factory) -> Path:
+    """An untrained 1-channel L-inf generator at MNIST's eps 0.3, exported to ONNX."""
+    from runtime_helpers import export_random_generator
+
+    return export_random_generator(tmp_path_factory.mktemp("grey") / "grey.onnx", 1, eps=0.3)
 
 
 @pytest.fixture(scope="session")

@@ -15,13 +15,12 @@ import pytest
 from PIL import Image
 from runtime_helpers import GeneratorFiles, export_random_generator, mnist_pngs
 
+from agscm.atomic import TEMP_SUFFIX, atomic_path
 from agscm.errors import AgscmError
 from agscm.runtime import FolderOptions, Perturber
 from agscm.runtime.arrays import distortion, pad_to_multiple, quantize
 from agscm.runtime.files import (
     NAME_MAX,
-    TEMP_SUFFIX,
-    atomic_path,
     check_destination,
     output_name,
     parse_shard,

@@ -17,7 +17,7 @@ def test_runtime_modules_import_nothing_from_training(mnist_generator: Generator
     """With torch installed, importing and using the runtime still must not load it."""
     script = f"""
 import importlib, pkgutil, sys
-import agscm.cli, agscm.contract, agscm.commands.runtime, agscm.runtime
+import agscm.cli, agscm.contract, agscm.commands.models, agscm.commands.runtime, agscm.runtime
 for module in pkgutil.walk_packages(agscm.runtime.__path__, "agscm.runtime."):
     importlib.import_module(module.name)  # every runtime module, present and future
 import numpy as np
@@ -64,6 +64,6 @@ def test_version_and_help_run_where_torch_cannot_be_imported(tmp_path: Path) -> 
     env = {"PYTHONPATH": str(blocker.parent)}
     version = run_agscm("--version", env=env)
     assert version.returncode == 0 and version.stdout.startswith("agscm "), version.stderr
-    for args in (["--help"], ["perturb", "--help"], ["info", "--help"]):
+    for args in (["--help"], ["perturb", "--help"], ["info", "--help"], ["models", "--help"]):
         shown = run_agscm(*args, env=env)
         assert shown.returncode == 0 and "Usage" in shown.stdout, shown.stderr

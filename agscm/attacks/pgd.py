@@ -35,13 +35,13 @@ class PGD(Attack):
         """The PGD loop for any loss: `gradient(x')` is d loss / d x' (subclasses swap the loss)."""
         adversarial = images.clone()
         if self.random_start:
-            adversarial = self.project(images, images + self._random_delta(images))
+            adversarial = self.project(images, images + self.random_delta(images))
         for _ in range(self.steps):
             step = self.ascent_step(gradient(adversarial), self.alpha)
             adversarial = self.project(images, adversarial + step)
         return adversarial
 
-    def _random_delta(self, images: torch.Tensor) -> torch.Tensor:
+    def random_delta(self, images: torch.Tensor) -> torch.Tensor:
         if self.norm == "linf":
             return torch.empty_like(images).uniform_(-self.eps, self.eps)
         direction = torch.randn_like(images)

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
 
+from agscm.atomic import write_with
 from agscm.commands.options import TorchDevice
 from agscm.commands.zoo import ZooDir
 from agscm.errors import AgscmError, one_line_errors
@@ -93,7 +91,7 @@ def _save(path: Path, images: ImageSet, adversarial: np.ndarray, eps: float, nor
           summary: dict[str, Any]) -> Path:
     """Write X.npz (+ X.summary.json) or a PNG folder (+ summary.json); returns the summary path."""
     if path.suffix == ".npz":
-        _atomic(path, lambda handle: np.savez(handle, adversarial=adversarial,
+        write_with(path, lambda handle: np.savez(handle, adversarial=adversarial,
                                               labels=images.labels))
         summary_path = path.with_name(f"{path.stem}.summary.json")
     else:
@@ -103,10 +101,10 @@ def _save(path: Path, images: ImageSet, adversarial: np.ndarray, eps: float, nor
         width = len(str(max(len(images) - 1, 0)))
         for index, (image, label) in enumerate(zip(pixels, images.labels, strict=True)):
             target = path / images.classes[int(label)] / f"{index:0{width}d}.png"
-            _atomic(target, lambda handle, image=image: _png(image).save(handle, format="PNG"))
+            write_with(target, lambda handle, image=image: _png(image).save(handle, format="PNG"))
         summary_path = path / "summary.json"
     text = json.dumps(summary, indent=2) + "\n"
-    _atomic(summary_path, lambda handle: handle.write(text.encode()))
+    write_with(summary_path, lambda handle: handle.write(text.encode()))
     return summary_path
 
 
@@ -123,19 +121,6 @@ def _png(image: np.ndarray) -> Any:
     from PIL import Image
 
     return Image.fromarray(image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0))
-
-
-def _atomic(path: Path, write: Callable[[Any], object]) -> None:
-    """Write through a temp file in the same folder, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            write(stream)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
 
 
 def register(app: typer.Typer) -> None:

@@ -22,8 +22,8 @@ def export(
     data: Annotated[str | None, typer.Option(
         help="Data set for the checks (default: the one the generator was trained on).")] = None,
     zoo_dir: Annotated[Path | None, typer.Option(
-        "--zoo", help="Zoo folder holding the source model (default: $AGSCM_ZOO or "
-                      "~/.cache/agscm/zoo).")] = None,
+        "--zoo", help="Zoo folder holding the source model (default: $AGSCM_ZOO, else the "
+                      "checkout's committed zoo/, else ~/.cache/agscm/zoo).")] = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="Also write G.fp16.onnx.")] = False,
     int8: Annotated[bool, typer.Option(
         "--int8", help="Also write G.int8.onnx (static, calibrated on real images).")] = False,

@@ -28,8 +28,10 @@ def perturb(
         metavar="IN", help="Input folder (read recursively, never written).")],
     destination: Annotated[Path, typer.Argument(
         metavar="OUT", help="Output folder; mirrors the input tree.")],
-    model: Annotated[Path, typer.Option("--model", "-m", help="Generator ONNX file "
-                                                              "(agscm export).")],
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="Generator ONNX file (agscm export) or a shipped generator's name "
+                              "(agscm models). Default: the shipped generator that fits IN (see "
+                              "above).")] = None,
     device: Device = "auto",
     threads: Threads = None,
     fmt: Annotated[str, typer.Option("--format", help="png (lossless), tiff, bmp, webp or "
@@ -79,7 +81,14 @@ def perturb(
     --engine ray spreads the same work over a Ray cluster (IN and OUT on storage every node
     mounts at the same path), with the same outputs, manifest and resume.
 
+    Without --model, a shipped generator is chosen from the images' headers (no pixels decoded,
+    the whole tree whatever --shard): if every image is grey (modes 1, L, LA, I, I;16, F, or a
+    palette of grey colours), the 1-channel one; if any is colour, the 3-channel one, and grey
+    images are converted to RGB. Where several fit, the one whose card says default. A line
+    says which and why; with no image or no generator that fits, nothing is written.
+
     Example: agscm perturb photos/ photos-adv/ --model G.onnx --device auto
+    (or with a shipped generator that fits: agscm perturb photos/ photos-adv/)
     """
     import os
     import warnings
@@ -91,6 +100,7 @@ def perturb(
     from agscm.runtime.files import parse_shard
     from agscm.runtime.folder import perturb_folder, processes
     from agscm.runtime.images import DEFAULT_MAX_PIXELS
+    from agscm.runtime.pretrained import choose_for_folder
     from agscm.runtime.session import THREADS_ENV
 
     if channels not in ("convert", "strict"):
@@ -114,6 +124,10 @@ def perturb(
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
     if options.max_pixels > (Image.MAX_IMAGE_PIXELS or 0):
         Image.MAX_IMAGE_PIXELS = options.max_pixels
+    if model is None:
+        choice = choose_for_folder(source, destination)
+        _say(choice.reason)
+        model = str(choice.path)
     if engine == "ray":
         _perturb_on_ray(model, source, destination, options, device, threads, address, fmt)
         return
@@ -122,7 +136,7 @@ def perturb(
     generator = GeneratorModel(model, device=device, threads=threads)
     meta = generator.metadata
     progress = make_progress()
-    progress.console.print(f"model {model}: {generator.mode}, eps {meta.eps:.4g} {meta.norm}; "
+    progress.console.print(f"model {generator.path}: {generator.mode}, eps {meta.eps:.4g} {meta.norm}; "
                            f"provider {generator.provider}", soft_wrap=True)
     task = progress.add_task("perturb", total=None, metrics="")
 
@@ -137,7 +151,7 @@ def perturb(
     _summarise(progress.console, summary, fmt)
 
 
-def _perturb_on_ray(model: Path, source: Path, destination: Path, options: FolderOptions,
+def _perturb_on_ray(model: str, source: Path, destination: Path, options: FolderOptions,
                     device: str, threads: int | None, address: str | None, fmt: str) -> None:
     """`--engine ray`: Ray Data shows the progress; failures and the summary as locally."""
     from rich.console import Console
@@ -149,14 +163,20 @@ def _perturb_on_ray(model: Path, source: Path, destination: Path, options: Folde
     checked = GeneratorModel(model, device="cpu", threads=1)  # the actors open it themselves
     meta = checked.metadata
     console = Console(stderr=True)
-    console.print(f"model {model}: {checked.mode}, eps {meta.eps:.4g} {meta.norm}; engine ray "
+    console.print(f"model {checked.path}: {checked.mode}, eps {meta.eps:.4g} {meta.norm}; engine ray "
                   f"({address or 'default address'}), actors on --device {device}",
                   soft_wrap=True)
-    summary = perturb_dataset(model, source, destination, options,
+    summary = perturb_dataset(checked.path, source, destination, options,
                               RayOptions(address, device, threads),
                               on_record=lambda record: _report(console, record),
                               on_warning=lambda text: _warn(console, text))
     _summarise(console, summary, fmt)
+
+
+def _say(text: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def _report(console: Console, record: FileRecord) -> None:
@@ -191,13 +211,20 @@ def _summarise(console: Console, summary: FolderSummary, fmt: str) -> None:
 
 @one_line_errors
 def info(
-    model: Annotated[Path, typer.Argument(help="Generator ONNX file (agscm export).")],
+    model: Annotated[str | None, typer.Argument(
+        help="Generator ONNX file (agscm export) or a shipped generator's name; none: list the "
+             "shipped generators (as agscm models).")] = None,
     device: Device = "auto",
 ) -> None:
     """Print a generator's metadata, its inputs and outputs, and the available providers.
 
     Example: agscm info G.onnx
     """
+    if model is None:
+        from agscm.commands.models import print_shelf
+
+        print_shelf()
+        return
     import json
 
     import onnxruntime
@@ -216,7 +243,8 @@ def info(
 
     generator = GeneratorModel(model, device=device)
     console = Console()
-    table = Table(title=f"{model} ({model.stat().st_size / 1e6:.2f} MB)", show_header=False)
+    table = Table(title=f"{generator.path} ({generator.path.stat().st_size / 1e6:.2f} MB)",
+                  show_header=False)
     props = generator.session.get_modelmeta().custom_metadata_map
     for key, value in sorted(props.items()):
         if key != "config":

@@ -36,7 +36,8 @@ def train(
              "measured, with its own settings for colour images); the flags below override "
              "it.")] = "paper",
     zoo_dir: Annotated[Path | None, typer.Option(
-        "--zoo", help="Zoo folder \\[default: $AGSCM_ZOO or ~/.cache/agscm/zoo].")] = None,
+        "--zoo", help="Zoo folder \\[default: $AGSCM_ZOO, else the checkout's committed zoo/, "
+                  "else ~/.cache/agscm/zoo].")] = None,
     eps: Annotated[float | None, typer.Option(
         help="Perturbation bound \\[default: 0.3 grey, 8/255 colour].")] = None,
     norm: Annotated[str, typer.Option(help="linf or l2.")] = "linf",

@@ -14,8 +14,9 @@ from agscm.errors import one_line_errors
 def web(
     out_dir: Annotated[Path, typer.Argument(
         metavar="OUT_DIR", help="Folder for the site: new, empty, or built here before.")],
-    model: Annotated[Path, typer.Option("--model", "-m", help="Generator ONNX file "
-                                                              "(agscm export).")],
+    model: Annotated[str, typer.Option(
+        "--model", "-m", help="Generator ONNX file (agscm export) or a shipped generator's name "
+                              "(agscm models).")],
     ort_dist: Annotated[Path | None, typer.Option(
         help="onnxruntime-web's dist/ folder (default: $AGSCM_ORT_WEB, else the checkout's "
              "web/node_modules from `npm ci --prefix web`).")] = None,

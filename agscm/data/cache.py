@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from agscm.atomic import write_with
 from agscm.data.imageset import ImageSet
 
 FORMAT = 2  # bump when decoding changes, so old cache files are no longer used
@@ -49,14 +49,8 @@ def save_cached(source: Path, split: str, data: ImageSet) -> None:
     """Write the split atomically; a cache that cannot be written only costs speed, so warn."""
     path = cache_path(source, split)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(descriptor, "wb") as handle:
-                np.savez(handle, images=data.images, labels=data.labels,
-                         classes=np.asarray(data.classes, dtype=str), name=np.asarray(data.name))
-            os.replace(temp, path)
-        finally:
-            Path(temp).unlink(missing_ok=True)  # already gone after a successful replace
+        write_with(path, lambda handle: np.savez(
+            handle, images=data.images, labels=data.labels,
+            classes=np.asarray(data.classes, dtype=str), name=np.asarray(data.name)))
     except OSError as exc:
         warnings.warn(f"{path}: cannot write the data cache ({exc})", stacklevel=2)

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from agscm.atomic import atomic_path
 from agscm.models.gradcam import GradCAM
-from agscm.runtime.files import atomic_path
 
 DPI = 100
 CELL_INCHES = 1.8  # width and height of one panel with its title

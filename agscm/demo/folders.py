@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from agscm.atomic import atomic_path
 from agscm.data import ImageSet
 from agscm.errors import AgscmError
-from agscm.runtime.files import atomic_path
 
 AGSCM = [sys.executable, "-c", "from agscm.cli import main; main()"]  # `agscm` in this venv
 

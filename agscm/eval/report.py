@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from agscm.atomic import write_json, write_text
 from agscm.eval.sweep import SweepResult
 from agscm.eval.transfer import Cell, TransferResult
 from agscm.formatting import percent
-from agscm.runtime.files import atomic_path
-
-
-def write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as temp:
-        temp.write_text(text, encoding="utf-8")
-    return path
-
-
-def write_json(path: Path, payload: Any) -> Path:
-    return write_text(path, json.dumps(payload, indent=2) + "\n")
 
 
 def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:

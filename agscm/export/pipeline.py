@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 import torch
 
+from agscm.atomic import atomic_path
 from agscm.contract import SIZE_MULTIPLE, GeneratorMetadata
 from agscm.data import load_split
 from agscm.errors import AgscmError
@@ -25,7 +26,6 @@ from agscm.export.verify import ParityCheck, check_parity
 from agscm.models.generator_checkpoint import load_generator
 from agscm.models.registry import load_classifier
 from agscm.runtime.arrays import pad_to_multiple
-from agscm.runtime.files import atomic_path
 from agscm.runtime.model import GeneratorModel
 
 PARITY_IMAGES = 64

@@ -8,8 +8,6 @@ half-written file under the final name.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from agscm.atomic import atomic_path
 from agscm.errors import AgscmError
 
 _META_KEY = "agscm"
@@ -27,14 +26,8 @@ def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str
     """Write tensors and meta to `path` atomically (temp file in the same folder, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     contiguous = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        save_file(contiguous, temp, metadata={_META_KEY: json.dumps(meta)})
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
+    with atomic_path(path) as temp:
+        save_file(contiguous, str(temp), metadata={_META_KEY: json.dumps(meta)})
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

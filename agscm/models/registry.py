@@ -11,15 +11,20 @@ import torch
 from torch import nn
 
 from agscm.errors import AgscmError
+from agscm.models.catalog import SUFFIX, catalog_entry, is_catalogued, verify_catalog
 from agscm.models.checkpoint import load_checkpoint, split_prefix
 from agscm.models.classifiers import ClassifierConfig, build_classifier
 
-SUFFIX = ".safetensors"
+COMMITTED_ZOO = Path(__file__).resolve().parents[2] / "zoo"  # in a checkout of the repository
 
 
 def default_zoo_dir() -> Path:
-    """`$AGSCM_ZOO`, else `~/.cache/agscm/zoo`."""
-    return Path(os.environ.get("AGSCM_ZOO", Path.home() / ".cache" / "agscm" / "zoo"))
+    """`$AGSCM_ZOO`, else the repository's committed zoo (a checkout), else ~/.cache/agscm/zoo."""
+    if "AGSCM_ZOO" in os.environ:
+        return Path(os.environ["AGSCM_ZOO"])
+    if is_catalogued(COMMITTED_ZOO):
+        return COMMITTED_ZOO
+    return Path.home() / ".cache" / "agscm" / "zoo"
 
 
 def zoo_train_command(name: str, zoo: Path) -> str:
@@ -30,14 +35,20 @@ def zoo_train_command(name: str, zoo: Path) -> str:
 
 
 def resolve_model_path(name_or_path: str | Path, zoo_dir: Path | None = None) -> Path:
-    """A path to an existing checkpoint, or `<zoo_dir>/<name>.safetensors`."""
+    """A path to an existing checkpoint, or `<zoo_dir>/<name>.safetensors`. A file in a
+    catalogued zoo is checked against its catalog entry (sha256) first."""
     candidate = Path(name_or_path)
     if candidate.suffix == SUFFIX or candidate.is_file():
         if not candidate.is_file():
             raise AgscmError(f"{candidate}: checkpoint not found")
+        if is_catalogued(candidate.parent):
+            catalog_entry(candidate.parent, candidate.name.removesuffix(SUFFIX))
         return candidate
     zoo = zoo_dir or default_zoo_dir()
     path = zoo / f"{name_or_path}{SUFFIX}"
+    if is_catalogued(zoo):
+        catalog_entry(zoo, str(name_or_path))
+        return path
     if not path.is_file():
         known = ", ".join(sorted(p.name[: -len(SUFFIX)] for p in zoo.glob(f"*{SUFFIX}"))) or "none"
         raise AgscmError(f"no model {str(name_or_path)!r} in {zoo} (known: {known}); make it "
@@ -71,8 +82,10 @@ def load_classifier(name_or_path: str | Path, zoo_dir: Path | None = None,
 
 def list_models(zoo_dir: Path | None = None) -> list[dict[str, Any]]:
     """One summary row per checkpoint in the zoo folder."""
-    rows = []
     zoo = zoo_dir or default_zoo_dir()
+    if is_catalogued(zoo):
+        return [catalog_row(name, entry) for name, entry in verify_catalog(zoo).items()]
+    rows = []
     for path in sorted(zoo.glob(f"*{SUFFIX}")):
         try:
             _, meta = load_checkpoint(path)
@@ -93,3 +106,15 @@ def list_models(zoo_dir: Path | None = None) -> list[dict[str, Any]]:
         })
     return rows
 
+
+
+def catalog_row(name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """A catalogued model as a `list_models` row, with the catalog's measurements."""
+    test = entry["test"]
+    return {"name": name, "zoo_kind": entry["kind"], "arch": entry["architecture"],
+            "data": entry["dataset"], "epochs": str(entry["training"]["epochs"]),
+            "test_acc": test["clean_acc"], "noise_acc": test["noise_acc"],
+            "attack_acc": test["attack_acc"], "attack": test["attack"], "images": test["images"],
+            "size_mb": entry["size_bytes"] / 1e6,
+            "sha256": entry["sha256"], "commit": entry["training"]["commit"],
+            "status": "catalogued"}

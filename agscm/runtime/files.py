@@ -16,41 +16,19 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import secrets
 import stat
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from agscm.atomic import TEMP_SUFFIX
 from agscm.errors import AgscmError
 
-TEMP_SUFFIX = ".agscm-tmp"
 NAME_MAX = 255  # bytes in one file name on every common file system
 Identity = tuple[int, int]  # (st_dev, st_ino)
 
 
 def identity(info: os.stat_result) -> Identity:
     return info.st_dev, info.st_ino
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a new, exclusively created temp file beside `path`; on success it replaces
-    `path` in one rename, else it is removed. For callers that write by path (onnx, numpy)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    while True:
-        temp = path.with_name(f".{secrets.token_hex(8)}{TEMP_SUFFIX}")
-        try:  # mode 0o666 less the umask, as a plain open() would give (mkstemp gives 0o600)
-            os.close(os.open(temp, flags, 0o666))
-            break
-        except FileExistsError:
-            continue
-    try:
-        yield temp
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def temp_name(name: str) -> str:

@@ -80,6 +80,16 @@ def is_grey(image: Image.Image) -> bool:
     return image.mode in _GREY_MODES
 
 
+def header_is_grey(path: str | Path) -> bool | None:
+    """Whether a file is a grey image, from its header alone (no pixels decoded; `is_grey`);
+    None when Pillow cannot open it (the folder run reports such files itself)."""
+    try:
+        with Image.open(path) as image:
+            return is_grey(image)
+    except (OSError, Image.DecompressionBombError, *_DECODE_ERRORS):
+        return None
+
+
 def from_pil(image: Image.Image, mode: str, strict_channels: bool = False) -> Pixels:
     """Orient, split off alpha, and convert a Pillow image to `mode` ('L' or 'RGB')."""
     converted = []

@@ -17,8 +17,9 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from agscm.atomic import atomic_path
 from agscm.errors import AgscmError
-from agscm.runtime.files import Identity, atomic_path, identity, is_within
+from agscm.runtime.files import Identity, identity, is_within
 
 Fingerprint = list[int]  # [size in bytes, mtime in ns]
 

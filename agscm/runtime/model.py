@@ -10,22 +10,31 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 
 from agscm.contract import INPUT_NAME, OUTPUT_NAME, SUPPORTED_CHANNELS, GeneratorMetadata
 from agscm.errors import AgscmError
 from agscm.runtime.arrays import pad_to_multiple
+from agscm.runtime.pretrained import check_card, resolve_model
 from agscm.runtime.session import make_session
 
 
 class GeneratorModel:
-    """An exported AEG-GC generator, ready to run on float32 NCHW batches of any size."""
+    """An exported AEG-GC generator, ready to run on float32 NCHW batches of any size.
+
+    `path` is an ONNX file, or the name of a shipped generator (agscm.runtime.pretrained: a
+    string that is no existing path and has no .onnx suffix), whose file is checked against its
+    card; `card` is then that card, else None.
+    """
 
     def __init__(self, path: str | Path, device: str = "auto",
                  providers: Sequence[str] | None = None, threads: int | None = None) -> None:
-        self.path = Path(path)
+        self.path, self.card = resolve_model(path)
         self.device, self.threads = device, threads  # worker processes open the same way
         self.session = make_session(self.path, device, providers, threads)
-        self.metadata = self._validate()
+        self.metadata = validate_session(self.session, self.path)
+        if self.card is not None:
+            check_card(self.card, self.metadata, self.path)
         self.provider = self.session.get_providers()[0]
 
     @property
@@ -42,31 +51,6 @@ class GeneratorModel:
         """The Pillow mode images are converted to before they reach the model."""
         return SUPPORTED_CHANNELS[self.channels]
 
-    def _validate(self) -> GeneratorMetadata:
-        inputs = self.session.get_inputs()
-        outputs = [o.name for o in self.session.get_outputs()]
-        names = [i.name for i in inputs]
-        if names != [INPUT_NAME] or OUTPUT_NAME not in outputs:
-            raise AgscmError(f"{self.path}: not an agscm generator (inputs {names}, outputs "
-                             f"{outputs}; expected input {INPUT_NAME!r} and output "
-                             f"{OUTPUT_NAME!r})")
-        try:
-            props = self.session.get_modelmeta().custom_metadata_map
-            metadata = GeneratorMetadata.from_props(props)
-        except ValueError as exc:
-            raise AgscmError(f"{self.path}: not an agscm generator ({exc})") from None
-        shape = inputs[0].shape
-        if inputs[0].type != "tensor(float)" or len(shape) != 4:
-            raise AgscmError(f"{self.path}: input {INPUT_NAME!r} must be float32 NCHW, got "
-                             f"{inputs[0].type} {shape}")
-        if metadata.channels not in SUPPORTED_CHANNELS:
-            raise AgscmError(f"{self.path}: {metadata.channels}-channel generators are not "
-                             f"supported (only {', '.join(map(str, SUPPORTED_CHANNELS))})")
-        if isinstance(shape[1], int) and shape[1] != metadata.channels:
-            raise AgscmError(f"{self.path}: input has {shape[1]} channels but the metadata says "
-                             f"{metadata.channels}")
-        return metadata
-
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Adversarial images for a float32 NCHW [0,1] batch of any H, W (padded, cropped back)."""
         if batch.ndim != 4 or batch.shape[1] != self.channels:
@@ -76,3 +60,31 @@ class GeneratorModel:
         padded = pad_to_multiple(np.asarray(batch, dtype=np.float32), self.metadata.size_multiple)
         output = self.session.run([OUTPUT_NAME], {INPUT_NAME: padded})[0]
         return output[..., :height, :width]
+
+
+def validate_session(session: ort.InferenceSession, path: Path) -> GeneratorMetadata:
+    """The metadata of a loaded generator, after its inputs, outputs and metadata kept the
+    contract; else a one-line AgscmError naming `path`."""
+    inputs = session.get_inputs()
+    outputs = [o.name for o in session.get_outputs()]
+    names = [i.name for i in inputs]
+    if names != [INPUT_NAME] or OUTPUT_NAME not in outputs:
+        raise AgscmError(f"{path}: not an agscm generator (inputs {names}, outputs "
+                         f"{outputs}; expected input {INPUT_NAME!r} and output "
+                         f"{OUTPUT_NAME!r})")
+    try:
+        props = session.get_modelmeta().custom_metadata_map
+        metadata = GeneratorMetadata.from_props(props)
+    except ValueError as exc:
+        raise AgscmError(f"{path}: not an agscm generator ({exc})") from None
+    shape = inputs[0].shape
+    if inputs[0].type != "tensor(float)" or len(shape) != 4:
+        raise AgscmError(f"{path}: input {INPUT_NAME!r} must be float32 NCHW, got "
+                         f"{inputs[0].type} {shape}")
+    if metadata.channels not in SUPPORTED_CHANNELS:
+        raise AgscmError(f"{path}: {metadata.channels}-channel generators are not "
+                         f"supported (only {', '.join(map(str, SUPPORTED_CHANNELS))})")
+    if isinstance(shape[1], int) and shape[1] != metadata.channels:
+        raise AgscmError(f"{path}: input has {shape[1]} channels but the metadata says "
+                         f"{metadata.channels}")
+    return metadata

@@ -21,6 +21,8 @@ from agscm.runtime.tiles import DEFAULT_TILE
 class Perturber:
     """Apply an exported AEG-GC generator.
 
+    `model` is an ONNX file (agscm export) or a shipped generator's name (`agscm models`).
+
     Example:
         perturber = Perturber("G.onnx", device="auto")
         adversarial = perturber.perturb_array(x)  # float32 (N, C, H, W) in [0, 1]

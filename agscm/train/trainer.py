@@ -12,10 +12,7 @@ last finished epoch and gives the same weights as an uninterrupted run (seeded p
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,11 +22,13 @@ import torch
 from torch import nn
 
 from agscm import __version__
+from agscm.atomic import write_json
 from agscm.data import ImageSet, load_split
 from agscm.data.budget import default_eps
 from agscm.data.registry import dataset_tag
 from agscm.digest import file_digest
 from agscm.errors import AgscmError
+from agscm.locks import exclusive
 from agscm.models.batches import batch_count, iterate_batches, iterate_indexed_batches
 from agscm.models.checkpoint import (
     optimizer_from_tensors,
@@ -279,21 +278,20 @@ def _validate(generator: Generator, sources: list[LoadedSource], data: ImageSet,
             "collapse": wrong_classes.max().item() / count}
 
 
-def _write_json(path: Path, payload: Any) -> None:
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as stream:
-        json.dump(payload, stream, indent=2)
-    os.replace(temp, path)
-
-
 def log_path(checkpoint: Path) -> Path:
     """Where the per-epoch JSON log of a generator checkpoint lives."""
     return checkpoint.with_suffix(".log.json")
 
 
 def train_generator(config: TrainConfig, resume: bool = True) -> GeneratorCheckpoint:
-    """Train an AEG-GC generator as `config` says; returns the final checkpoint."""
+    """Train an AEG-GC generator as `config` says; returns the final checkpoint. A second run
+    into the same `out` while this one goes on is refused."""
     config.validate()
+    with exclusive(Path(config.out), "training"):
+        return _train_generator(config, resume)
+
+
+def _train_generator(config: TrainConfig, resume: bool) -> GeneratorCheckpoint:
     train_set = load_split(config.data, "fit").subset(config.train_limit)
     val_set = load_split(config.data, "val").subset(config.val_limit)
     config = resolve_config(config, train_set)
@@ -354,7 +352,7 @@ def train_generator(config: TrainConfig, resume: bool = True) -> GeneratorCheckp
             record["epoch"] = epoch + 1
             optim_tensors, record["optimizer"] = optimizer_to_tensors(optimizer.state_dict())
             save_generator(out, generator, record, optim_tensors)
-            _write_json(log_path(out), record["history"])
+            write_json(log_path(out), record["history"])
             progress.console.print(f"epoch {epoch + 1}/{config.epochs}: " + format_metrics(
                 {k: v for k, v in row.items() if k not in ("epoch", "seconds")}))
     return GeneratorCheckpoint(out, {**record, "kind": "generator"}, generator.eval())

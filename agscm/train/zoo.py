@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shlex
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from agscm.attacks.pgd import PGD
 from agscm.data import ImageSet, load_split
 from agscm.data.budget import default_eps
 from agscm.errors import AgscmError
+from agscm.locks import exclusive
 from agscm.models.batches import (
     AUGMENTATIONS,
     accuracy,
@@ -31,6 +33,7 @@ from agscm.models.batches import (
     channel_stats,
     iterate_batches,
 )
+from agscm.models.catalog import CATALOG_NAME, is_catalogued
 from agscm.models.checkpoint import (
     load_checkpoint,
     optimizer_from_tensors,
@@ -42,6 +45,7 @@ from agscm.models.checkpoint import (
 from agscm.models.classifiers import ARCHITECTURES, build_classifier, classifier_config
 from agscm.models.registry import SUFFIX, config_from_meta
 from agscm.progress import format_metrics, make_progress
+from agscm.provenance import source_commit
 
 KINDS = ("natural", "adv", "secret")
 ADV_METHODS = ("fgsm-rs", "pgd")
@@ -96,6 +100,9 @@ class ZooConfig:
             raise AgscmError(f"eps must be in (0, 1] for [0,1] pixels, got {self.eps}")
 
 
+_FIELDS = {f.name for f in fields(ZooConfig)}
+
+
 def _resolved(config: ZooConfig, channels: int) -> ZooConfig:
     eps = config.eps if config.eps is not None else default_eps(channels)
     steps = config.adv_steps if config.adv_method == "pgd" else 1
@@ -105,6 +112,23 @@ def _resolved(config: ZooConfig, channels: int) -> ZooConfig:
     seed = config.seed if config.seed is not None else DEFAULT_SEEDS[config.kind]
     return ZooConfig(**{**asdict(config), "eps": eps, "adv_steps": steps,
                         "adv_step_size": step, "seed": seed})
+
+
+def train_command(train: dict[str, Any], name: str, zoo: str = "runs/zoo") -> str:
+    """The `agscm zoo train` line that trains this config (a checkpoint's `train` dict, resolved
+    or not) into `<zoo>/<name>.safetensors`: only the flags that differ from their defaults."""
+    config = ZooConfig(**{k: v for k, v in train.items() if k in _FIELDS})
+    channels = 1 if config.eps == default_eps(1) else 3
+    defaults = _resolved(ZooConfig(config.data, kind=config.kind, adv_method=config.adv_method,
+                                   adv_steps=config.adv_steps, eps=None), channels)
+    flags = [f"--kind {config.kind}"] if config.kind != "natural" else []
+    for key, value in asdict(config).items():
+        if key in ("data", "kind", "adv_step_size") or value is None:
+            continue
+        if value != getattr(defaults, key):
+            flags.append(f"--{key.replace('_', '-')} {shlex.quote(str(value))}")
+    return " ".join([f"agscm zoo train {shlex.quote(config.data)}", *flags,
+                     f"--name {shlex.quote(name)}", f"--zoo {shlex.quote(zoo)}"])
 
 
 def learning_rate(config: ZooConfig, progress_in_epochs: float) -> float:
@@ -141,9 +165,26 @@ def _adversarial_batch(model: nn.Module, images: torch.Tensor, labels: torch.Ten
 
 
 def train_classifier(config: ZooConfig, out_path: Path, device: str = "cpu",
-                     test_limit: int | None = None) -> Path:
-    """Train (or resume) one zoo model into `out_path`; returns the checkpoint path."""
+                     test_limit: int | None = None, stop_after_epoch: int | None = None) -> Path:
+    """Train (or resume) one zoo model into `out_path`; returns the checkpoint path.
+
+    `stop_after_epoch` ends this run after that epoch of the `epochs`-long schedule, so a long
+    run goes on part by part (another session, another machine): each part resumes from the
+    last checkpoint, and every epoch reseeds, so the parts end where one run would, bit for bit.
+    """
     config.validate()
+    if is_catalogued(out_path.parent):
+        raise AgscmError(f"{out_path.parent} is a catalogued zoo (it has {CATALOG_NAME}); train "
+                         "into another folder (e.g. --zoo runs/zoo), then add the finished "
+                         "model with agscm zoo publish")
+    if stop_after_epoch is not None and stop_after_epoch < 1:
+        raise AgscmError(f"stop after epoch {stop_after_epoch}: must be >= 1")
+    with exclusive(out_path, "training"):
+        return _train_classifier(config, out_path, device, test_limit, stop_after_epoch)
+
+
+def _train_classifier(config: ZooConfig, out_path: Path, device: str, test_limit: int | None,
+                      stop_after_epoch: int | None) -> Path:
     train_set = load_split(config.data, "train").subset(config.train_limit)
     test_set = load_split(config.data, "test").subset(test_limit)
     config = _resolved(config, train_set.channels)
@@ -164,7 +205,7 @@ def train_classifier(config: ZooConfig, out_path: Path, device: str = "cpu",
     if torch.device(device).type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     with make_progress() as progress:
-        for epoch in range(meta["epoch"], config.epochs):
+        for epoch in range(meta["epoch"], min(config.epochs, stop_after_epoch or config.epochs)):
             torch.manual_seed(config.seed + 7919 * epoch)  # PGD's random starts
             draws = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
             row = _train_epoch(model, optimizer, train_set, config, epoch, draws, device,
@@ -173,7 +214,7 @@ def train_classifier(config: ZooConfig, out_path: Path, device: str = "cpu",
             if config.kind != "natural":
                 row["pgd10_acc"] = robust_accuracy(model, test_set.subset(ROBUST_CHECK_IMAGES),
                                                    config, device)
-            meta["history"].append({**row, "device": str(device)})
+            meta["history"].append({**row, "device": str(device), "commit": source_commit()})
             meta["epoch"] = epoch + 1
             tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
             optim_tensors, optim_rest = optimizer_to_tensors(optimizer.state_dict())

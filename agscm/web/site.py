@@ -9,9 +9,7 @@ removes the files the previous build listed and this one does not write.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -19,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from agscm import __version__
+from agscm.atomic import write_with
 from agscm.contract import (
     INPUT_NAME,
     OUTPUT_NAME,
@@ -58,19 +57,7 @@ def _static(name: str) -> bytes:
     return resources.files("agscm.web").joinpath("static", name).read_bytes()
 
 
-def _write(path: Path, fill: Callable[[IO[bytes]], None]) -> None:
-    """Write `path` through an exclusive temp file beside it, renamed into place when complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.",
-                                     suffix=".agscm-tmp", delete=False) as temp:
-        try:
-            fill(temp)
-        except BaseException:
-            temp.close()
-            os.unlink(temp.name)
-            raise
-    os.chmod(temp.name, 0o644)  # a static server may run as another user; temp files are 0600
-    os.replace(temp.name, path)
+SERVED = 0o644  # a static server may run as another user: readable by all, whatever the umask
 
 
 def _previous_files(folder: Path) -> list[str]:
@@ -104,11 +91,13 @@ def _page_config(model: Path, model_bytes: int, model_sha: str, max_pixels: int)
 
 def build_site(folder: str | Path, model: str | Path, ort_dist: str | Path | None = None,
                max_pixels: int = DEFAULT_MAX_PIXELS) -> SiteReport:
-    """Build the site for `model` (an `agscm export` ONNX file) into `folder`."""
-    folder, model = Path(folder), Path(model)
+    """Build the site for `model` (an `agscm export` ONNX file, or a shipped generator's name)
+    into `folder`."""
+    folder = Path(folder)
     if max_pixels < 1:
         raise AgscmError(f"max pixels must be >= 1, got {max_pixels}")
-    metadata = Perturber(model, device="cpu").metadata  # a wrong file fails here, in one line
+    checked = Perturber(model, device="cpu")  # a wrong file fails here, in one line
+    metadata, model = checked.metadata, checked.model.path
     dist = locate_ort_dist(Path(ort_dist) if ort_dist is not None else None)
     previous = _previous_files(folder)
 
@@ -128,7 +117,7 @@ def build_site(folder: str | Path, model: str | Path, ort_dist: str | Path | Non
     writers[MODEL_FILE] = lambda out: _copy(model, out)
 
     for name, fill in writers.items():
-        _write(folder / name, fill)
+        write_with(folder / name, fill, SERVED)
     for stale in set(previous) - set(writers) - {MANIFEST}:
         target = folder / stale
         if target.resolve().is_relative_to(folder.resolve()) and target.is_file():
@@ -136,8 +125,9 @@ def build_site(folder: str | Path, model: str | Path, ort_dist: str | Path | Non
     files = {name: (folder / name).stat().st_size for name in writers}
     manifest = {"agscm_version": __version__, "onnxruntime_web": ORT_VERSION,
                 "model": {"name": model.name, "sha256": model_sha}, "files": sorted(files)}
-    _write(folder / MANIFEST,
-           lambda out: out.write((json.dumps(manifest, indent=1) + "\n").encode("utf-8")))
+    write_with(folder / MANIFEST,
+               lambda out: out.write((json.dumps(manifest, indent=1) + "\n").encode("utf-8")),
+               SERVED)
     return SiteReport(folder, files, metadata)
 
 

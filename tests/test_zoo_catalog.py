@@ -1,0 +1,181 @@
+"""The catalogued zoo: publishing weights-only copies, sha256 checks on load, one-line refusals,
+and zoo training that resumes part by part to the bit-identical result of one run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from agscm.cli import app
+from agscm.errors import AgscmError
+from agscm.models.catalog import CATALOG_NAME, file_sha256, read_catalog, verify_catalog
+from agscm.models.checkpoint import load_checkpoint
+from agscm.models.registry import COMMITTED_ZOO, list_models, load_classifier
+from agscm.train.zoo import ZooConfig, train_classifier
+
+pytestmark = pytest.mark.slow  # each test trains (a one-epoch MLP on 1,000 digits: seconds)
+
+
+@pytest.fixture(scope="module")
+def trained_mlp(tmp_path_factory, mnist_dir) -> Path:
+    path = tmp_path_factory.mktemp("runs") / "mnist-mlp-natural.safetensors"
+    return train_classifier(ZooConfig(data=str(mnist_dir), arch="mlp", epochs=1,
+                                      train_limit=1000), path, test_limit=200)
+
+
+@pytest.fixture
+def catalogued(tmp_path, trained_mlp) -> Path:
+    zoo = tmp_path / "zoo"
+    result = CliRunner().invoke(app, ["zoo", "publish", str(trained_mlp), "--zoo", str(zoo),
+                                      "--limit", "200", "--commit", "abc1234"])
+    assert result.exit_code == 0, result.output
+    assert "sha256" in result.output and "on 200 test images" in result.output
+    return zoo
+
+
+def test_publish_stores_half_precision_weights_measured_as_stored(catalogued, trained_mlp,
+                                                                   mnist_dir) -> None:
+    entry = read_catalog(catalogued)["mnist-mlp-natural"]
+    path = catalogued / "mnist-mlp-natural.safetensors"
+    assert entry["sha256"] == file_sha256(path) and entry["size_bytes"] == path.stat().st_size
+    tensors, meta = load_checkpoint(path)
+    assert "optimizer" not in meta and not any(name.startswith("optim.") for name in tensors)
+    assert all(t.dtype == torch.float16 for t in tensors.values() if t.is_floating_point())
+    assert entry["training"]["commit"] == "abc1234"
+    assert entry["training"]["command"] == (f"agscm zoo train {mnist_dir} --arch mlp --epochs 1 "
+                                            "--train-limit 1000 --name mnist-mlp-natural "
+                                            "--zoo runs/zoo")
+    # the catalog's clean accuracy is what the committed (half-precision) bytes score
+    from agscm.data import load_split
+    from agscm.models.batches import accuracy
+    model, _ = load_classifier("mnist-mlp-natural", catalogued)
+    assert accuracy(model, load_split(mnist_dir, "test").subset(200)) == entry["test"]["clean_acc"]
+    assert 0.5 < entry["test"]["clean_acc"] <= 1 and entry["test"]["attack_acc"] < 0.2
+    assert entry["test"]["attack"].startswith("PGD-40, eps 0.3, step 0.01")
+    rows = list_models(catalogued)
+    assert rows[0]["status"] == "catalogued" and rows[0]["sha256"] == entry["sha256"]
+    listed = CliRunner().invoke(app, ["zoo", "list", "--zoo", str(catalogued)],
+                                env={"COLUMNS": "200"})
+    assert listed.exit_code == 0 and entry["sha256"][:12] in listed.output
+
+
+def test_tampered_missing_and_stray_files_are_refused_in_one_line(catalogued, trained_mlp) -> None:
+    runner = CliRunner()
+    path = catalogued / "mnist-mlp-natural.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF  # one flipped byte inside the weights
+    path.write_bytes(bytes(data))
+    with pytest.raises(AgscmError, match=r"mnist-mlp-natural.safetensors: sha256 .* does not "
+                                         "match the catalog"):
+        load_classifier("mnist-mlp-natural", catalogued)
+    with pytest.raises(AgscmError, match="does not match the catalog"):
+        load_classifier(path)  # by path too: the folder is catalogued
+    for args in (["zoo", "list", "--zoo", str(catalogued)],
+                 ["zoo", "show", "mnist-mlp-natural", "--zoo", str(catalogued)]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1 and "does not match the catalog" in result.output
+        assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    path.unlink()
+    result = runner.invoke(app, ["zoo", "show", "mnist-mlp-natural", "--zoo", str(catalogued)])
+    assert result.exit_code == 1 and "listed in catalog.json" in result.output
+    assert "the file is missing" in result.output
+    shutil.copyfile(trained_mlp, path)  # bytes that are not the catalogued ones
+    (catalogued / "stray.safetensors").write_bytes(b"x")
+    with pytest.raises(AgscmError, match="does not match"):
+        verify_catalog(catalogued)
+    unknown = runner.invoke(app, ["zoo", "show", "nope", "--zoo", str(catalogued)])
+    assert unknown.exit_code == 1 and "no model 'nope' in the catalog" in unknown.output
+
+
+def test_a_file_without_an_entry_and_a_broken_catalog_are_refused(catalogued) -> None:
+    (catalogued / "stray.safetensors").write_bytes(b"x")
+    with pytest.raises(AgscmError, match="stray.safetensors: a weight file without an entry"):
+        verify_catalog(catalogued)
+    (catalogued / CATALOG_NAME).write_text("{not json")
+    result = CliRunner().invoke(app, ["zoo", "list", "--zoo", str(catalogued)])
+    assert result.exit_code == 1 and "not a readable zoo catalog" in result.output
+
+
+def test_publish_refuses_to_replace_silently_and_training_into_the_catalog(
+        catalogued, trained_mlp, mnist_dir) -> None:
+    runner = CliRunner()
+    again = runner.invoke(app, ["zoo", "publish", str(trained_mlp), "--zoo", str(catalogued),
+                                "--limit", "100"])
+    assert again.exit_code == 1 and "--replace-reason" in again.output
+    before = (catalogued / CATALOG_NAME).read_bytes()
+    train = runner.invoke(app, ["zoo", "train", str(mnist_dir), "--arch", "mlp", "--zoo",
+                                str(catalogued), "--train-limit", "100", "--epochs", "1"])
+    assert train.exit_code == 1 and "is a catalogued zoo" in train.output
+    assert (catalogued / CATALOG_NAME).read_bytes() == before
+    assert sorted(p.name for p in catalogued.iterdir()) == [CATALOG_NAME,
+                                                            "mnist-mlp-natural.safetensors"]
+
+
+def test_zoo_training_in_parts_ends_as_one_run_bit_for_bit(mnist_dir, tmp_path) -> None:
+    config = ZooConfig(data=str(mnist_dir), arch="mlp", epochs=3, train_limit=600,
+                       augment="noise")
+    whole = train_classifier(config, tmp_path / "whole.safetensors", test_limit=100)
+    parts = tmp_path / "parts.safetensors"
+    train_classifier(config, parts, test_limit=100, stop_after_epoch=1)
+    assert load_checkpoint(parts)[1]["epoch"] == 1
+    moved = tmp_path / "elsewhere" / "parts.safetensors"  # carried to another machine
+    moved.parent.mkdir()
+    shutil.move(parts, moved)
+    train_classifier(config, moved, test_limit=100, stop_after_epoch=2)
+    train_classifier(config, moved, test_limit=100)
+    expected, expected_meta = load_checkpoint(whole)
+    got, got_meta = load_checkpoint(moved)
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[name], got[name]) for name in expected)  # optimizer too
+    assert [r["loss"] for r in got_meta["history"]] == [r["loss"] for r in expected_meta["history"]]
+
+
+def test_the_committed_zoo_matches_its_catalog() -> None:
+    """Every committed weight file is the catalogued one, and none is left without an entry."""
+    if not (COMMITTED_ZOO / CATALOG_NAME).is_file():
+        pytest.skip("no committed zoo in this checkout")
+    models = verify_catalog(COMMITTED_ZOO)
+    for name, entry in models.items():
+        assert entry["test"]["images"] == 10_000, name  # committed numbers: whole test set
+        assert json.dumps(entry)  # plain JSON
+
+
+def test_early_stopped_pgd_is_never_weaker_than_plain_pgd(trained_mlp, mnist_dir) -> None:
+    from agscm.attacks.pgd import PGD
+    from agscm.data import load_split
+    from agscm.eval.robustness import attacked_accuracy, pgd_accuracy
+
+    model, _ = load_classifier(trained_mlp)
+    test = load_split(mnist_dir, "test").subset(300)
+    early = {}
+    for steps in (0, 2, 6):
+        attack = PGD(model, eps=0.1, alpha=0.02, steps=steps)
+        early[steps] = pgd_accuracy(model, test, attack, "cpu")
+        plain = attacked_accuracy(model, test, attack, "cpu")
+        assert early[steps] <= plain, steps
+        if steps == 0:  # the random start alone: the same images, the same verdict
+            assert early[steps] == plain
+    assert early[6] < early[2] < early[0]
+
+
+def test_a_second_run_into_the_same_checkpoint_is_refused(mnist_dir, tmp_path) -> None:
+    from agscm.locks import exclusive
+    from agscm.train.trainer import TrainConfig, train_generator
+
+    path = tmp_path / "busy.safetensors"
+    with exclusive(path, "training"):  # as a first run holds it
+        with pytest.raises(AgscmError, match="another agscm process is training it"):
+            train_classifier(ZooConfig(data=str(mnist_dir), arch="mlp", epochs=1,
+                                       train_limit=100), path, test_limit=50)
+        with pytest.raises(AgscmError, match="another agscm process is training it"):
+            train_generator(TrainConfig(data=str(mnist_dir), out=str(path), epochs=1,
+                                        train_limit=64, val_limit=32, zoo_dir=str(tmp_path)))
+    assert not path.exists()
+    train_classifier(ZooConfig(data=str(mnist_dir), arch="mlp", epochs=1, train_limit=100), path,
+                     test_limit=50)  # free again once the first run ends
+    assert load_checkpoint(path)[1]["epoch"] == 1
