@@ -40,7 +40,7 @@ def card_table(name: str) -> str:
     card = Shelf.open().card(name)
     cells = card.transfer["accuracy"]
     targets = list(card.transfer["clean_accuracy"])
-    speeds = card.transfer["crafting_images_per_second_torch"]
+    speeds = card.transfer["crafting_images_per_second"]
     rows = ["| method (from " + ", ".join(f"`{s}`" for s in card.sources) + ") | "
             + " | ".join(f"`{t}`" for t in targets) + " | crafting images/s |",
             "|---|" + "---|" * (len(targets) + 1),

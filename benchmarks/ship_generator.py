@@ -62,7 +62,8 @@ def crafting_speed(model: Path, data: str) -> dict[str, Any]:
 
 def transfer_cells(table_path: Path, source: str, generator_method: str) -> dict[str, Any]:
     """Every cell of `source` in the table, by method and target, with each method's crafting
-    speed there (torch, this machine) and the command that made the table."""
+    speed there (`agscm evaluate`'s timing: an .onnx generator through the torch-free runtime,
+    the baselines in torch) and the command that made the table."""
     table = json.loads(table_path.read_text())
     cells: dict[str, dict[str, Any]] = {}
     for cell in table["cells"]:
@@ -76,7 +77,7 @@ def transfer_cells(table_path: Path, source: str, generator_method: str) -> dict
               round(s["images_per_second"], 1) for s in table["sets"] if s["source"] == source}
     return {"table": str(table_path), "command": table["command"], "images": table["images"],
             "eps": table["eps"], "clean_accuracy": table["clean_accuracy"],
-            "crafting_images_per_second_torch": speeds, "accuracy": cells,
+            "crafting_images_per_second": speeds, "accuracy": cells,
             "reading": "target accuracy on the adversarial test images (lower = stronger); "
                        "collapse: share of images sent to the most common wrong class"}
 

@@ -10,13 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
-from agscm.contract import INPUT_NAME, OUTPUT_NAME, SUPPORTED_CHANNELS, GeneratorMetadata
+from agscm.contract import INPUT_NAME, OUTPUT_NAME, SUPPORTED_CHANNELS
 from agscm.errors import AgscmError
 from agscm.runtime.arrays import pad_to_multiple
 from agscm.runtime.pretrained import check_card, resolve_model
-from agscm.runtime.session import make_session
+from agscm.runtime.session import make_session, validate_session
 
 
 class GeneratorModel:
@@ -60,31 +59,3 @@ class GeneratorModel:
         padded = pad_to_multiple(np.asarray(batch, dtype=np.float32), self.metadata.size_multiple)
         output = self.session.run([OUTPUT_NAME], {INPUT_NAME: padded})[0]
         return output[..., :height, :width]
-
-
-def validate_session(session: ort.InferenceSession, path: Path) -> GeneratorMetadata:
-    """The metadata of a loaded generator, after its inputs, outputs and metadata kept the
-    contract; else a one-line AgscmError naming `path`."""
-    inputs = session.get_inputs()
-    outputs = [o.name for o in session.get_outputs()]
-    names = [i.name for i in inputs]
-    if names != [INPUT_NAME] or OUTPUT_NAME not in outputs:
-        raise AgscmError(f"{path}: not an agscm generator (inputs {names}, outputs "
-                         f"{outputs}; expected input {INPUT_NAME!r} and output "
-                         f"{OUTPUT_NAME!r})")
-    try:
-        props = session.get_modelmeta().custom_metadata_map
-        metadata = GeneratorMetadata.from_props(props)
-    except ValueError as exc:
-        raise AgscmError(f"{path}: not an agscm generator ({exc})") from None
-    shape = inputs[0].shape
-    if inputs[0].type != "tensor(float)" or len(shape) != 4:
-        raise AgscmError(f"{path}: input {INPUT_NAME!r} must be float32 NCHW, got "
-                         f"{inputs[0].type} {shape}")
-    if metadata.channels not in SUPPORTED_CHANNELS:
-        raise AgscmError(f"{path}: {metadata.channels}-channel generators are not "
-                         f"supported (only {', '.join(map(str, SUPPORTED_CHANNELS))})")
-    if isinstance(shape[1], int) and shape[1] != metadata.channels:
-        raise AgscmError(f"{path}: input has {shape[1]} channels but the metadata says "
-                         f"{metadata.channels}")
-    return metadata

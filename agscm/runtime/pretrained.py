@@ -39,6 +39,7 @@ from agscm.digest import file_digest
 from agscm.errors import AgscmError
 from agscm.runtime.files import walk
 from agscm.runtime.images import header_is_grey
+from agscm.runtime.session import make_session, validate_session
 
 PRETRAINED_ENV = "AGSCM_PRETRAINED"
 PACKAGE_FOLDER = Path(__file__).resolve().parents[1] / "pretrained"
@@ -275,9 +276,6 @@ def write_card(model: str | Path, *, summary: str, recipe: str, training: dict[s
                default: bool = False) -> Card:
     """Write NAME.json beside NAME.onnx: channels, eps, norm, dataset and sources read from the
     file's own metadata, sha256 and size measured, the rest as given. Returns the card."""
-    from agscm.runtime.model import validate_session  # model.py imports this module
-    from agscm.runtime.session import make_session
-
     path = Path(model)
     if path.suffix != MODEL_SUFFIX:
         raise AgscmError(f"{path}: a shipped generator is a {MODEL_SUFFIX} file")

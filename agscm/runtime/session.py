@@ -14,6 +14,7 @@ from pathlib import Path
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
+from agscm.contract import INPUT_NAME, OUTPUT_NAME, SUPPORTED_CHANNELS, GeneratorMetadata
 from agscm.errors import AgscmError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -93,3 +94,31 @@ def make_session(path: Path, device: str = "auto", providers: Sequence[str] | No
                          f"{', '.join(session.get_providers())}); check the CUDA/cuDNN install "
                          "or use --device cpu")
     return session
+
+
+def validate_session(session: ort.InferenceSession, path: Path) -> GeneratorMetadata:
+    """The metadata of a loaded generator, after its inputs, outputs and metadata kept the
+    contract; else a one-line AgscmError naming `path`."""
+    inputs = session.get_inputs()
+    outputs = [o.name for o in session.get_outputs()]
+    names = [i.name for i in inputs]
+    if names != [INPUT_NAME] or OUTPUT_NAME not in outputs:
+        raise AgscmError(f"{path}: not an agscm generator (inputs {names}, outputs "
+                         f"{outputs}; expected input {INPUT_NAME!r} and output "
+                         f"{OUTPUT_NAME!r})")
+    try:
+        props = session.get_modelmeta().custom_metadata_map
+        metadata = GeneratorMetadata.from_props(props)
+    except ValueError as exc:
+        raise AgscmError(f"{path}: not an agscm generator ({exc})") from None
+    shape = inputs[0].shape
+    if inputs[0].type != "tensor(float)" or len(shape) != 4:
+        raise AgscmError(f"{path}: input {INPUT_NAME!r} must be float32 NCHW, got "
+                         f"{inputs[0].type} {shape}")
+    if metadata.channels not in SUPPORTED_CHANNELS:
+        raise AgscmError(f"{path}: {metadata.channels}-channel generators are not "
+                         f"supported (only {', '.join(map(str, SUPPORTED_CHANNELS))})")
+    if isinstance(shape[1], int) and shape[1] != metadata.channels:
+        raise AgscmError(f"{path}: input has {shape[1]} channels but the metadata says "
+                         f"{metadata.channels}")
+    return metadata
