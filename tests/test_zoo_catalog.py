@@ -12,8 +12,9 @@ import torch
 from typer.testing import CliRunner
 
 from agscm.cli import app
+from agscm.digest import file_digest
 from agscm.errors import AgscmError
-from agscm.models.catalog import CATALOG_NAME, file_sha256, read_catalog, verify_catalog
+from agscm.models.catalog import CATALOG_NAME, read_catalog, verify_catalog
 from agscm.models.checkpoint import load_checkpoint
 from agscm.models.registry import COMMITTED_ZOO, list_models, load_classifier
 from agscm.train.zoo import ZooConfig, train_classifier
@@ -42,7 +43,7 @@ def test_publish_stores_half_precision_weights_measured_as_stored(catalogued, tr
                                                                    mnist_dir) -> None:
     entry = read_catalog(catalogued)["mnist-mlp-natural"]
     path = catalogued / "mnist-mlp-natural.safetensors"
-    assert entry["sha256"] == file_sha256(path) and entry["size_bytes"] == path.stat().st_size
+    assert entry["sha256"] == file_digest(path) and entry["size_bytes"] == path.stat().st_size
     tensors, meta = load_checkpoint(path)
     assert "optimizer" not in meta and not any(name.startswith("optim.") for name in tensors)
     assert all(t.dtype == torch.float16 for t in tensors.values() if t.is_floating_point())

@@ -18,9 +18,10 @@ import torch
 
 from agscm.atomic import atomic_path
 from agscm.data import load_split
+from agscm.digest import file_digest
 from agscm.errors import AgscmError
 from agscm.eval.robustness import measure_robustness, spec_for
-from agscm.models.catalog import SUFFIX, file_sha256, is_catalogued, read_catalog, write_catalog
+from agscm.models.catalog import SUFFIX, is_catalogued, read_catalog, write_catalog
 from agscm.models.checkpoint import load_checkpoint, save_checkpoint
 from agscm.models.registry import load_classifier
 from agscm.provenance import source_commit
@@ -88,7 +89,7 @@ def publish_model(checkpoint: Path, zoo: Path, *, precision: str = "float16",
         "test": {"images": measured.images, "clean_acc": measured.clean_acc,
                  "noise_acc": measured.noise_acc, "attack": measured.attack,
                  "attack_acc": measured.attack_acc, "device": str(device)},
-        "precision": precision, "size_bytes": path.stat().st_size, "sha256": file_sha256(path),
+        "precision": precision, "size_bytes": path.stat().st_size, "sha256": file_digest(path),
     }
     if replace_reason:
         entry["replaced"] = replace_reason

@@ -10,12 +10,12 @@ an error too. Reading the catalog needs no torch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from agscm.atomic import write_json
+from agscm.digest import file_digest
 from agscm.errors import AgscmError
 
 CATALOG_NAME = "catalog.json"
@@ -25,14 +25,6 @@ FORMAT = 1
 
 def is_catalogued(zoo: Path) -> bool:
     return (zoo / CATALOG_NAME).is_file()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_catalog(zoo: Path) -> dict[str, dict[str, Any]]:
@@ -68,7 +60,7 @@ def verify_file(zoo: Path, name: str, entry: dict[str, Any]) -> None:
     path = zoo / entry["file"]
     if not path.is_file():
         raise AgscmError(f"{path}: listed in {CATALOG_NAME} as {name!r} but the file is missing")
-    found = file_sha256(path)
+    found = file_digest(path)
     if found != entry.get("sha256"):
         raise AgscmError(f"{path}: sha256 {found[:16]}... does not match the catalog's "
                          f"{str(entry.get('sha256'))[:16]}... (changed or damaged; restore it, "
