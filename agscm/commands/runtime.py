@@ -243,8 +243,7 @@ def info(
 
     generator = GeneratorModel(model, device=device)
     console = Console()
-    table = Table(title=f"{generator.path} ({generator.path.stat().st_size / 1e6:.2f} MB)",
-                  show_header=False)
+    table = Table(show_header=False)
     props = generator.session.get_modelmeta().custom_metadata_map
     for key, value in sorted(props.items()):
         if key != "config":
@@ -255,6 +254,9 @@ def info(
             table.add_row(kind, f"{value.name}: {value.type} {value.shape}")
     table.add_row("providers", f"{', '.join(onnxruntime.get_available_providers())} "
                                f"(session: {generator.provider})")
+    # The path goes on a line of its own: a table title wraps to the table's width.
+    console.print(f"{generator.path} ({generator.path.stat().st_size / 1e6:.2f} MB)",
+                  markup=False, highlight=False, soft_wrap=True)
     console.print(table)
     console.print("config:", json.dumps(rounded(generator.metadata.config), indent=1,
                                         sort_keys=True), markup=False, highlight=False)
