@@ -2,7 +2,9 @@
 
 The new content goes to an exclusively created temp file beside the target (never through a
 planted file or symlink), which then replaces the target in one rename; on any error the temp
-file is removed and the target is left as it was.
+file is removed and the target is left as it was. Two entries: by path (`atomic_path` and
+the writers on it) and inside a folder held open by descriptor (`write_in_folder`, the
+folder runner's, which checked that folder once and must not be raced by a swapped path).
 """
 
 from __future__ import annotations
@@ -16,17 +18,17 @@ from pathlib import Path
 from typing import IO, Any
 
 TEMP_SUFFIX = ".agscm-tmp"
+EXCLUSIVE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
 
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a new, exclusively created temp file beside `path`; on success it replaces
     `path` in one rename, else it is removed. For callers that write by path (onnx, numpy)."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     while True:
         temp = path.with_name(f".{secrets.token_hex(8)}{TEMP_SUFFIX}")
         try:  # mode 0o666 less the umask, as a plain open() would give (mkstemp gives 0o600)
-            os.close(os.open(temp, flags, 0o666))
+            os.close(os.open(temp, EXCLUSIVE, 0o666))
             break
         except FileExistsError:
             continue
@@ -35,6 +37,33 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
+
+
+def write_in_folder(folder_fd: int, name: str, data: bytes, temp: str) -> os.stat_result:
+    """Write `data` as `name` in the folder open at `folder_fd`, through the temp file `temp`.
+
+    A leftover at `temp` (a killed run's, or anything planted there) is unlinked, which
+    removes the link itself and never touches what a symlink points to. Returns the stat of
+    the file now in place (a rename keeps its size and mtime).
+    """
+    try:
+        descriptor = os.open(temp, EXCLUSIVE, 0o666, dir_fd=folder_fd)
+    except FileExistsError:
+        os.unlink(temp, dir_fd=folder_fd)
+        descriptor = os.open(temp, EXCLUSIVE, 0o666, dir_fd=folder_fd)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            info = os.fstat(descriptor)
+        os.replace(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+    except BaseException:
+        try:
+            os.unlink(temp, dir_fd=folder_fd)
+        except OSError:
+            pass
+        raise
+    return info
 
 
 def write_with(path: Path, fill: Callable[[IO[bytes]], object], mode: int | None = None) -> Path:

@@ -1,4 +1,4 @@
-"""The ONNX contract between `agscm export` and the torch-free runtime (DESIGN §4).
+"""The ONNX contract between `agscm export` and the torch-free runtime (docs/ARCHITECTURE.md).
 
 Imports nothing heavy: both sides, and `agscm info`, read the names and metadata keys from here.
 """
@@ -32,6 +32,13 @@ REQUIRED_KEYS = (
 PRECISIONS = ("fp32", "fp16", "int8")  # optional key `precision`; absent means fp32
 NORMS = ("linf", "l2")
 SUPPORTED_CHANNELS = {1: "L", 3: "RGB"}  # model channels -> the Pillow mode images convert to
+
+
+def linf_steps(eps: float) -> int:
+    """An L-inf budget in 8-bit steps: floor(eps * 255), with a hair of slack so that an eps
+    written as k/255 gives k. Every saved 8-bit image keeps within this many steps of its clean
+    pixels (the web page's `linfBudget` is the same rule, tested against this one)."""
+    return int(math.floor(eps * 255 + 1e-6))
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from agscm.models.checkpoint import load_checkpoint, save_checkpoint
+from agscm.models.checkpoint import load_checkpoint, save_checkpoint, without_optimizer
 
 
 def main() -> None:
@@ -24,8 +24,7 @@ def main() -> None:
         if meta.get("epoch", 0) < meta.get("train", {}).get("epochs", 0):
             print(f"skip {path}: unfinished ({meta['epoch']}/{meta['train']['epochs']} epochs)")
             continue
-        meta.pop("optimizer", None)
-        weights = {name: t for name, t in tensors.items() if not name.startswith("optim.")}
+        weights, meta = without_optimizer(tensors, meta)
         save_checkpoint(args.out / path.name, weights, meta)
         print(f"{path.name}: {len(weights)} tensors")
 

@@ -71,3 +71,12 @@ def test_auto_device_is_cuda_only_when_torch_sees_a_gpu(monkeypatch: pytest.Monk
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_torch_device("auto") == "cuda"
     assert resolve_torch_device("cuda:1") == "cuda:1" and resolve_torch_device("cpu") == "cpu"
+
+
+def test_reproduce_has_one_command_per_data_set_spec() -> None:
+    from agscm.commands.evaluate import REPRODUCIBLE
+    from agscm.eval.datasets import SPECS
+
+    assert list(REPRODUCIBLE) == list(SPECS)
+    assert {path[1] for path in COMMANDS if path[:1] == ("reproduce",) and len(path) == 2} == set(
+        SPECS)

@@ -7,7 +7,16 @@ import torch
 
 from agscm.errors import AgscmError
 from agscm.models.generator import Generator, GeneratorConfig
-from agscm.train.losses import adversarial_loss, gradcam_loss, noise_loss
+from agscm.train.objectives import Settings, SourcePass, create_objective
+from agscm.train.objectives.gradcam import gradcam_loss
+from agscm.train.objectives.noise import noise_loss
+
+
+def adversarial_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str, kappa: float = 0.0,
+                     targeted: bool = False) -> torch.Tensor:
+    """The registered objective `kind` on these adversarial logits."""
+    return create_objective(kind, Settings(kappa=kappa)).term(
+        SourcePass(logits=logits, goal=labels, targeted=targeted))
 
 
 @pytest.mark.parametrize("norm,eps", [("linf", 0.3), ("linf", 8 / 255), ("l2", 1.5)])

@@ -17,13 +17,14 @@ from agscm.data.registry import carve_validation, validation_count
 from agscm.errors import AgscmError
 from agscm.models.batches import augment
 from agscm.models.ensemble import Ensemble, ensemble_members
+from agscm.models.features import capture_features
 from agscm.models.generator import Generator, GeneratorConfig
 from agscm.models.smoothing import GaussianBlur
-from agscm.train.feature_distortion import capture_features, feature_loss
 from agscm.train.input_diversity import diverse_pair
-from agscm.train.objectives import adversarial_objective
+from agscm.train.objectives import OBJECTIVES, Needs, SourcePass, create_objective
+from agscm.train.objectives.feature_distortion import feature_loss
+from agscm.train.objectives.relativistic import relativistic_loss
 from agscm.train.recipes import RECIPES, recipe_settings
-from agscm.train.relativistic import relativistic_loss
 from agscm.train.trainer import TrainConfig
 
 # relativistic cross-entropy ---------------------------------------------------------------------
@@ -51,12 +52,12 @@ def test_relativistic_loss_sends_no_gradient_into_the_clean_pass() -> None:
 
 def test_rce_objective_needs_the_clean_logits_and_unknown_names_fail() -> None:
     logits, labels = torch.randn(2, 10), torch.tensor([1, 2])
-    with pytest.raises(AgscmError, match="clean logits"):
-        adversarial_objective("rce", logits, labels)
-    with pytest.raises(AgscmError, match="unknown adversarial loss"):
-        adversarial_objective("hinge", logits, labels)
-    assert adversarial_objective("rce", logits, labels, clean_logits=logits).item() == (
-        pytest.approx(-math.log(10)))
+    rce = create_objective("rce")
+    assert rce.needs == Needs(clean_logits=True)
+    with pytest.raises(AgscmError, match="unknown objective 'hinge'; choose one of noise, ce"):
+        create_objective("hinge")
+    assert rce.term(SourcePass(logits=logits, goal=labels, targeted=False,
+                               clean_logits=logits)).item() == pytest.approx(-math.log(10))
 
 
 # mid-layer feature distortion -------------------------------------------------------------------
@@ -231,3 +232,79 @@ def test_shift_flip_augmentation_keeps_size_and_pixels() -> None:
         values = set(moved.flatten().tolist()) - {0.0}
         assert values <= set(original.flatten().tolist())  # moved pixels and zero padding only
     assert augment(images, "none", torch.Generator()) is images
+
+
+# objectives as plug-ins ------------------------------------------------------------------------
+
+class Counting(nn.Module):
+    """A linear classifier on 4x4 grey images that counts its forward passes."""
+
+    default_gradcam_layer = "features"
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = nn.Conv2d(1, 3, 3, padding=1)
+        self.head = nn.Linear(3 * 16, 10)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.head(torch.relu(self.features(x)).flatten(1))
+
+
+class LogitNorm:
+    """A made-up objective for the test: the mean squared adversarial logit."""
+
+    name = "logit-norm"
+    log_key = "logit-norm"
+    needs = Needs()
+    per_source = True
+
+    def __init__(self, settings: object) -> None:
+        self.settings = settings
+
+    def term(self, view: SourcePass) -> torch.Tensor:
+        return view.logits.pow(2).mean()
+
+
+def toy_step(config_settings: dict, objectives: list[str]) -> tuple[torch.Tensor, dict, Counting]:
+    from agscm.models.gradcam import GradCAM
+    from agscm.train.trainer import LoadedSource, step_loss
+
+    model = Counting()
+    source = LoadedSource("toy", model, GradCAM(model, None), 1.0, "")
+    torch.manual_seed(1)
+    generator = Generator(GeneratorConfig(channels=1, width=4, residual_blocks=1, eps=0.3,
+                                          downsamplings=0))
+    images, labels = torch.rand(5, 1, 4, 4), torch.arange(5)
+    config = TrainConfig(data="toy", out="unused", c=0.5, objectives=objectives,
+                         **config_settings)
+    return *step_loss(generator, [source], images, labels, config), model
+
+
+def test_a_registered_objective_joins_the_loss_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(OBJECTIVES, "logit-norm", LogitNorm)
+    plain = {"loss": "ce", "lambda_gradcam": 0.0, "noise_weight": 1.0}
+    base_total, base_terms, _ = toy_step(plain, [])
+    total, terms, _ = toy_step(plain, ["logit-norm@0.25"])
+    assert terms["logit-norm"] > 0 and base_terms.keys() <= terms.keys()
+    assert total.item() == pytest.approx(base_total.item() + 0.25 * terms["logit-norm"])
+    assert TrainConfig(data="toy", out="unused", objectives=["logit-norm@0.25"],
+                       **plain).weighted_objectives() == [
+        ("noise", 1.0), ("ce", 1.0), ("logit-norm", 0.25)]
+    for text, message in (("nope@1", "unknown objective 'nope'"), ("ce@x", "bad objective weight"),
+                          ("ce@0", "weight must be > 0")):
+        with pytest.raises(AgscmError, match=message):
+            TrainConfig(data="toy", out="unused", objectives=[text]).validate()
+
+
+def test_each_need_is_computed_once_per_source() -> None:
+    # rce and the feature term both read the clean pass: one clean, one adversarial forward
+    _, terms, model = toy_step({"loss": "rce", "lambda_gradcam": 0.0, "feature_weight": 1.0,
+                                "noise_weight": 0.0}, [])
+    assert model.calls == 2 and terms["noise"] == 0.0
+    assert 0.0 < terms["feature"] <= 1.0  # a small delta leaves the features mostly aligned
+    # the paper: clean and adversarial Grad-CAM passes, no separate logits pass
+    _, terms, model = toy_step({"loss": "ce", "lambda_gradcam": 0.5}, [])
+    assert model.calls == 2 and terms["gradcam"] <= 0.0 and terms["feature"] == 0.0

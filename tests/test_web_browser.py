@@ -30,6 +30,7 @@ from PIL import Image
 from runtime_helpers import GeneratorFiles, export_random_generator, mnist_pngs
 from web_helpers import chromium_executable, ort_dist, unavailable
 
+from agscm.contract import linf_steps
 from agscm.runtime import Perturber
 from agscm.web import build_site
 
@@ -231,7 +232,7 @@ def check_parity(model: Path, inputs: list[Path], files: dict[str, bytes],
     """Each download against `Perturber.perturb_image` on the same file; returns the tally."""
     perturber = Perturber(model, device="cpu")
     mode = "L" if perturber.metadata.channels == 1 else "RGB"
-    budget = int(np.floor(perturber.metadata.eps * 255 + 1e-6))
+    budget = linf_steps(perturber.metadata.eps)
     rows = {row["input"]: row for row in manifest}
     parity = Parity()
     for path in inputs:

@@ -22,6 +22,8 @@ from PIL import Image
 from runtime_helpers import REPO, GeneratorFiles
 from web_helpers import unavailable
 
+from agscm.contract import linf_steps
+
 STATIC = REPO / "agscm" / "web" / "static"
 NODE = shutil.which("node")
 
@@ -122,6 +124,8 @@ console.log(JSON.stringify({
 }));
 """, {"eps": [0.3, 8 / 255, 16 / 255, 0.1], "clean": clean.tolist(),
       "adversarial": adversarial.tolist()})
+    # the page's copy of the contract's rule (agscm.contract.linf_steps)
+    assert got["budgets"] == [linf_steps(eps) for eps in (0.3, 8 / 255, 16 / 255, 0.1)]
     assert got["budgets"] == [76, 8, 16, 25]
     diff = (adversarial.astype(np.float64) - clean) / 255
     assert got["measured"]["linf"] == pytest.approx(np.abs(diff).max(), abs=1e-12)

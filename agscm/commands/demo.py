@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from agscm.commands.options import TorchDevice
 from agscm.errors import AgscmError, one_line_errors
-
-if TYPE_CHECKING:
-    from agscm.demo import DemoResult
 
 
 @one_line_errors
@@ -50,6 +46,7 @@ def demo(
     import torch
 
     from agscm.demo import DemoBudget, run_demo
+    from agscm.demo.summary import print_summary
     from agscm.runtime.session import THREADS_ENV
 
     if threads < 0:
@@ -58,58 +55,7 @@ def demo(
         torch.set_num_threads(threads)
     os.environ[THREADS_ENV] = str(threads)  # onnxruntime, here and in `agscm perturb`
     budget = DemoBudget.quick() if quick else DemoBudget()
-    _print_summary(run_demo(data, out, budget, device=device))
-
-
-def _print_summary(result: DemoResult) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from agscm.demo.pipeline import ATTACKS, FLOOR
-    from agscm.formatting import percent
-
-    console = Console()
-    transfer, paths = result.transfer, result.paths
-    targets = (result.natural, result.adv)
-    table = Table(title=f"accuracy on the first {transfer.images} test images, attacked at L-inf "
-                        f"eps {transfer.eps:.3g} (lower = stronger attack)")
-    table.add_column("method")
-    table.add_column(f"{result.natural}\n(white-box)", justify="right")
-    table.add_column(f"{result.adv}\n(transfer)", justify="right")
-    table.add_row("no attack", *(percent(transfer.clean_accuracy[name]) for name in targets))
-    for method, label in ((FLOOR, f"{FLOOR} (floor)"), *((m, m) for m in ATTACKS)):
-        cells = [transfer.cell(result.natural, method, target) for target in targets]
-        table.add_row(label, *(percent(cell.accuracy) if cell else "-" for cell in cells),
-                      end_section=method == FLOOR)
-    console.print(table)
-    console.print(
-        f"Every attack crafted its images against {result.natural} alone. White-box: that "
-        f"model's own accuracy on them; transfer: the accuracy of {result.adv}, an "
-        f"adversarially trained model the attacks never saw. {FLOOR} (floor): each pixel moved "
-        "by +-eps at random, what an attack that learned nothing achieves.", highlight=False)
-    console.print(f"[bold]Reading:[/] {result.reading}", highlight=False)
-    rows = [(paths.zoo, f"the classifiers (agscm zoo list --zoo {paths.zoo})"),
-            (paths.checkpoint, "the generator's PyTorch checkpoint"),
-            (paths.onnx, "the generator as ONNX, verified against PyTorch"),
-            (paths.samples, f"{result.perturbed} held-out test images (PNG)"),
-            (paths.perturbed, f"their adversarial versions, max L-inf {result.max_linf:.4f}, "
-                              "with manifest.jsonl"),
-            (paths.table("md"), "the table above, with .json and .csv"),
-            (paths.figure, "clean / adversarial / perturbation / Grad-CAM of clean and "
-                           "adversarial")]
-    console.print(f"\n[bold]outputs[/] (in {sum(result.seconds.values()):.0f} s):")
-    for path, text in rows:
-        console.print(f"  {path}{'/' if path.is_dir() else ''}  {text}", markup=False,
-                      highlight=False)
-    onnx = shlex.quote(str(paths.onnx))
-    images = result.images
-    console.print("\n[bold]next[/]:")
-    for line in (f"agscm perturb <folder of {images.colour} images> out/ --model {onnx}",
-                 f"    (the generator learned on {images}; "
-                 + ("colour images come out grey)" if images.channels == 1 else
-                    "grey images are perturbed as RGB)"),
-                 f"agscm info {onnx}", transfer.config.command()):
-        console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
+    print_summary(run_demo(data, out, budget, device=device))
 
 
 def register(app: typer.Typer) -> None:

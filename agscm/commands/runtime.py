@@ -90,28 +90,14 @@ def perturb(
     Example: agscm perturb photos/ photos-adv/ --model G.onnx --device auto
     (or with a shipped generator that fits: agscm perturb photos/ photos-adv/)
     """
-    import os
-    import warnings
-
-    from PIL import Image
-
-    from agscm.progress import make_progress
-    from agscm.runtime import FolderOptions, GeneratorModel
+    from agscm.runtime import FolderOptions
     from agscm.runtime.files import parse_shard
-    from agscm.runtime.folder import perturb_folder, processes
-    from agscm.runtime.images import DEFAULT_MAX_PIXELS
+    from agscm.runtime.images import DEFAULT_MAX_PIXELS, admit_pixels
     from agscm.runtime.pretrained import choose_for_folder
-    from agscm.runtime.session import THREADS_ENV
 
+    _check_engine(engine, address, workers)
     if channels not in ("convert", "strict"):
         raise AgscmError(f"--channels {channels!r}: choose convert or strict")
-    if engine not in ("local", "ray"):
-        raise AgscmError(f"--engine {engine!r}: choose local or ray")
-    if engine == "local" and address is not None:
-        raise AgscmError("--address is for --engine ray")
-    if engine == "ray" and workers is not None:
-        raise AgscmError("--workers is for --engine local; Ray sizes its actor pool from the "
-                         "cluster")
     options = FolderOptions(format=fmt, quality=quality, png_level=png_level,
                             batch_size=batch_size, workers=workers, overwrite=overwrite,
                             shard=parse_shard(shard),
@@ -119,25 +105,44 @@ def perturb(
                             manifest=manifest, allow_inside_input=allow_inside_input, tile=tile,
                             strict_channels=channels == "strict")
     options.validate()
-    # The runtime refuses oversized headers itself (--max-pixels): Pillow's own warning is noise,
-    # and its hard limit (twice its warning size) is raised only when asked for more.
-    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-    if options.max_pixels > (Image.MAX_IMAGE_PIXELS or 0):
-        Image.MAX_IMAGE_PIXELS = options.max_pixels
+    admit_pixels(options.max_pixels)
     if model is None:
         choice = choose_for_folder(source, destination)
         _say(choice.reason)
         model = str(choice.path)
     if engine == "ray":
         _perturb_on_ray(model, source, destination, options, device, threads, address, fmt)
-        return
-    if threads is None and THREADS_ENV not in os.environ and processes(workers) > 1:
+    else:
+        _perturb_locally(model, source, destination, options, device, threads, fmt)
+
+
+def _check_engine(engine: str, address: str | None, workers: int | None) -> None:
+    if engine not in ("local", "ray"):
+        raise AgscmError(f"--engine {engine!r}: choose local or ray")
+    if engine == "local" and address is not None:
+        raise AgscmError("--address is for --engine ray")
+    if engine == "ray" and workers is not None:
+        raise AgscmError("--workers is for --engine local; Ray sizes its actor pool from the "
+                         "cluster")
+
+
+def _perturb_locally(model: str, source: Path, destination: Path, options: FolderOptions,
+                     device: str, threads: int | None, fmt: str) -> None:
+    """`--engine local`: worker processes on this machine, under one rich progress bar."""
+    import os
+
+    from agscm.progress import make_progress
+    from agscm.runtime import GeneratorModel
+    from agscm.runtime.folder import perturb_folder, processes
+    from agscm.runtime.session import THREADS_ENV
+
+    if threads is None and THREADS_ENV not in os.environ and processes(options.workers) > 1:
         threads = 1  # one inference thread per process: the processes fill the cores
     generator = GeneratorModel(model, device=device, threads=threads)
     meta = generator.metadata
     progress = make_progress()
-    progress.console.print(f"model {generator.path}: {generator.mode}, eps {meta.eps:.4g} {meta.norm}; "
-                           f"provider {generator.provider}", soft_wrap=True)
+    progress.console.print(f"model {generator.path}: {generator.mode}, eps {meta.eps:.4g} "
+                           f"{meta.norm}; provider {generator.provider}", soft_wrap=True)
     task = progress.add_task("perturb", total=None, metrics="")
 
     def on_record(record: FileRecord) -> None:

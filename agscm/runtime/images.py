@@ -21,6 +21,7 @@ import errno
 import io
 import os
 import struct
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from agscm.runtime.png import encode_png
 
 DEFAULT_MAX_PIXELS = 50_000_000  # a 50-megapixel photo; larger headers are refused as bombs
+
+
+def admit_pixels(max_pixels: int) -> None:
+    """Let Pillow open images of up to `max_pixels` quietly: the runtime refuses larger headers
+    itself, so Pillow's warning is noise, and its hard limit (twice its warning size) is
+    raised only when a run asks for more."""
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    if max_pixels > (Image.MAX_IMAGE_PIXELS or 0):
+        Image.MAX_IMAGE_PIXELS = max_pixels
+
 # --format name -> (file suffix, Pillow format, lossy)
 FORMATS = {
     "png": (".png", "PNG", False),

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agscm.contract import linf_steps
 from agscm.errors import AgscmError
 from agscm.runtime.arrays import distortion
 from agscm.runtime.batches import perturb_images
@@ -164,7 +165,7 @@ def encode(job: Job, clean: Pixels, values: np.ndarray, config: WorkerConfig,
     measures = distortion(clean.values, values)
     eps = config.linf_eps
     within = None if eps is None else bool(
-        measures["linf"] <= np.floor(eps * 255 + 1e-6) / 255 + 1e-12)
+        measures["linf"] <= linf_steps(eps) / 255 + 1e-12)
     return FileRecord(job.source, output, "ok", [width, height], **measures,
                       within_eps=within, converted=converted or None,
                       input_fingerprint=job.input_fingerprint,

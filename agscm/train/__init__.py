@@ -1,1 +1,3 @@
-"""Training side (needs torch): classifiers and their zoo, Grad-CAM, the AEG-GC generator."""
+"""Training (needs torch): the classifier zoo (`zoo`) and AEG-GC generators (`trainer`, with
+its loss terms as plug-ins in `objectives` and settings in `recipes`); the models themselves
+and Grad-CAM live in agscm.models."""

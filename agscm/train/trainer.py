@@ -1,10 +1,10 @@
 """`train_generator(config)`: the AEG-GC training loop against one or more source classifiers.
 
 Each epoch: minimise mu L_noise + sum_s w_s (L_adv,s + lambda L_gradcam,s + beta L_feat,s)
-over the `fit` split (the training images without the validation ones), then validate on the
-`val` split (source accuracy on x', L-inf/L2 of delta, Grad-CAM distance, the share of images
-sent to the most common wrong class). mu = 1 and beta = 0 is the paper; L_adv may be any of
-agscm.train.objectives, L_feat is the mid-layer feature distortion, and input diversity may
++ any further objectives over the `fit` split (the training images without the validation
+ones), then validate on the `val` split (source accuracy on x', L-inf/L2 of delta, Grad-CAM
+distance, the share of images sent to the most common wrong class). mu = 1 and beta = 0 is
+the paper; every term is an objective of agscm.train.objectives, and input diversity may
 transform each batch before the sources see it. The checkpoint (weights, Adam state, history)
 and a JSON log are rewritten atomically after every epoch; `resume=True` continues from the
 last finished epoch and gives the same weights as an uninterrupted run (seeded per epoch).
@@ -23,9 +23,9 @@ from torch import nn
 
 from agscm import __version__
 from agscm.atomic import write_json
-from agscm.data import ImageSet, load_split
+from agscm.data import ImageSet
 from agscm.data.budget import default_eps
-from agscm.data.registry import dataset_tag
+from agscm.data.registry import dataset_tag, load_fit_and_val
 from agscm.digest import file_digest
 from agscm.errors import AgscmError
 from agscm.locks import exclusive
@@ -35,15 +35,22 @@ from agscm.models.checkpoint import (
     optimizer_to_tensors,
     require_same_config,
 )
+from agscm.models.features import capture_features
 from agscm.models.generator import Generator, GeneratorConfig
 from agscm.models.generator_checkpoint import load_generator, save_generator
-from agscm.models.gradcam import GradCAM, gradcam_distance, shape_distance
+from agscm.models.gradcam import GradCAM, gradcam_distance
 from agscm.models.registry import load_classifier
 from agscm.progress import format_metrics, make_progress
-from agscm.train.feature_distortion import capture_features, feature_loss
 from agscm.train.input_diversity import diverse_pair
-from agscm.train.losses import gradcam_loss, noise_loss
-from agscm.train.objectives import ADV_OBJECTIVES, NEEDS_CLEAN_LOGITS, adversarial_objective
+from agscm.train.objectives import (
+    ADVERSARIAL_LOSSES,
+    Needs,
+    Objective,
+    Settings,
+    SourcePass,
+    create_objective,
+    parse_weighted,
+)
 
 
 @dataclass
@@ -75,6 +82,7 @@ class TrainConfig:
     lambda_gradcam: float = 0.5
     feature_weight: float = 0.0  # beta: weight of the mid-layer feature distortion term
     feature_layer: str | None = None  # its layer in every source; None: the Grad-CAM layer
+    objectives: list[str] = field(default_factory=list)  # more terms, NAME@WEIGHT (registry)
     diversity: float = 0.0  # probability that a batch is resized and padded (input diversity)
     first_order: bool = False
     cam_normalize: bool = True  # divide maps by the clean map's peak (scale-free lambda)
@@ -99,8 +107,11 @@ class TrainConfig:
             raise AgscmError(f"eps must be > 0, got {self.eps}")
         if self.lambda_gradcam < 0:
             raise AgscmError(f"lambda must be >= 0, got {self.lambda_gradcam}")
-        if self.loss not in ADV_OBJECTIVES:
-            raise AgscmError(f"unknown loss {self.loss!r}; choose one of {', '.join(ADV_OBJECTIVES)}")
+        if self.loss not in ADVERSARIAL_LOSSES:
+            raise AgscmError(f"unknown loss {self.loss!r}; choose one of "
+                             f"{', '.join(ADVERSARIAL_LOSSES)}")
+        for text in self.objectives:
+            parse_weighted(text)
         if self.c is not None and self.c < 0:
             raise AgscmError(f"the hinge bound c must be >= 0, got {self.c}")
         if self.noise_weight < 0 or self.feature_weight < 0:
@@ -116,6 +127,13 @@ class TrainConfig:
             raise AgscmError("source weights must be > 0")
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise AgscmError("epochs and batch size must be >= 1 and lr > 0")
+
+    def weighted_objectives(self) -> list[tuple[str, float]]:
+        """The loss as (objective name, weight) pairs: mu L_noise + L_adv + lambda L_gradcam
+        + beta L_feat, then `objectives`; terms of weight 0 are left out."""
+        named = [("noise", self.noise_weight), (self.loss, 1.0), ("gradcam", self.lambda_gradcam),
+                 ("feature", self.feature_weight), *map(parse_weighted, self.objectives)]
+        return [(name, weight) for name, weight in named if weight > 0]
 
 
 @dataclass
@@ -171,10 +189,10 @@ def clean_map_cache(sources: list[LoadedSource], data: ImageSet,
     """Every training image's clean Grad-CAM map for each source, computed once.
 
     They stay constant while the generator trains, and recomputing them took about a fifth
-    of each step. None when lambda is 0, when input diversity changes the clean images from
-    step to step, or when the maps would not fit the memory budget.
+    of each step. None when no objective reads Grad-CAM maps, when input diversity changes
+    the clean images from step to step, or when the maps would not fit the memory budget.
     """
-    if config.lambda_gradcam == 0 or config.diversity > 0:
+    if not objective_needs(build_objectives(config)).gradcam or config.diversity > 0:
         return None
     images, labels = next(iterate_batches(data.subset(1), 1, device=config.device))
     per_image = sum(s.cam(images, labels, create_graph=False)[0].numel() for s in sources)
@@ -184,65 +202,91 @@ def clean_map_cache(sources: list[LoadedSource], data: ImageSet,
                        in iterate_batches(data, 250, device=config.device)]) for source in sources]
 
 
+def build_objectives(config: TrainConfig) -> list[tuple[Objective, float]]:
+    """The config's objectives, made, with their weights (config resolved: c is set)."""
+    settings = Settings(kappa=config.kappa, cam_normalize=config.cam_normalize,
+                        noise_bound=config.c if config.c is not None else 0.0)
+    return [(create_objective(name, settings), weight)
+            for name, weight in config.weighted_objectives()]
+
+
+def objective_needs(objectives: list[tuple[Objective, float]]) -> Needs:
+    needs = Needs()
+    for objective, _ in objectives:
+        needs = needs | objective.needs
+    return needs
+
+
+LOGGED_TERMS = ("noise", "adv", "gradcam", "feature")  # always in the log, 0 when unused
+
+
 def step_loss(generator: Generator, sources: list[LoadedSource], images: torch.Tensor,
               labels: torch.Tensor, config: TrainConfig,
               clean_maps: list[torch.Tensor] | None = None,
-              draws: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """Total loss of one batch and its terms (for the progress bar).
+              draws: torch.Generator | None = None,
+              objectives: list[tuple[Objective, float]] | None = None,
+              ) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total loss of one batch and its terms (for the progress bar): each objective summed
+    over the sources by their weights, then weighted. What the objectives need from a source
+    is computed once (`source_pass`).
 
     `clean_maps`: this batch's clean Grad-CAM maps per source, if cached; else computed here.
     `draws`: the random source of input diversity (needed when `config.diversity` > 0).
+    `objectives`: made once per run by `build_objectives` (made here when not given).
     """
-    assert config.c is not None
+    objectives = objectives if objectives is not None else build_objectives(config)
+    needs = objective_needs(objectives)
     targeted = config.target_class is not None
     goal = torch.full_like(labels, config.target_class) if targeted else labels
     delta = generator.perturbation(images)
     adversarial = (images + delta).clamp(0, 1)
-    l_noise = noise_loss(delta, config.c) if config.noise_weight > 0 else torch.zeros(())
     clean_view, adversarial_view = images, adversarial
     if config.diversity > 0:
         assert draws is not None, "input diversity needs a random generator"
         clean_view, adversarial_view = diverse_pair(images, adversarial, config.diversity, draws)
-    l_adv = l_cam = l_feat = torch.zeros(())
+    sums = [objective.perturbation_term(delta) if not objective.per_source else torch.zeros(())
+            for objective, _ in objectives]
     for index, source in enumerate(sources):
-        clean_logits, clean_features = _clean_pass(source, clean_view, config)
-        with capture_features(source.model, _feature_layer(source, config)) as features:
-            if config.lambda_gradcam > 0:
-                clean = (clean_maps[index] if clean_maps is not None
-                         else source.cam(clean_view, labels, create_graph=False)[0])
-                adv_maps, logits = source.cam(adversarial_view, goal, create_graph=True)
-                distance = (shape_distance(clean, adv_maps) if targeted
-                            else gradcam_distance(clean, adv_maps, config.cam_normalize))
-                l_cam = l_cam + source.weight * gradcam_loss(distance, targeted)
-            else:
-                logits = source.model(adversarial_view)
-        l_adv = l_adv + source.weight * adversarial_objective(
-            config.loss, logits, goal, clean_logits, config.kappa, targeted)
-        if clean_features is not None:
-            l_feat = l_feat + source.weight * feature_loss(features[-1], clean_features)
-    total = (config.noise_weight * l_noise + l_adv + config.lambda_gradcam * l_cam
-             + config.feature_weight * l_feat)
-    return total, {"loss": total.item(), "noise": l_noise.item(), "adv": l_adv.item(),
-                   "gradcam": l_cam.item(), "feature": l_feat.item()}
+        view = source_pass(source, clean_view, adversarial_view, labels, goal, targeted, needs,
+                           config.feature_layer, None if clean_maps is None else clean_maps[index])
+        for position, (objective, _) in enumerate(objectives):
+            if objective.per_source:
+                sums[position] = sums[position] + source.weight * objective.term(view)
+    total = sum((weight * term for (_, weight), term in zip(objectives, sums, strict=True)),
+                torch.zeros(()))
+    terms = dict.fromkeys(LOGGED_TERMS, 0.0)
+    for (objective, _), term in zip(objectives, sums, strict=True):
+        terms[objective.log_key] = terms.get(objective.log_key, 0.0) + term.item()
+    return total, {"loss": total.item(), **terms}
 
 
-def _feature_layer(source: LoadedSource, config: TrainConfig) -> str | None:
-    """The layer L_feat reads in this source, or None when the term is off."""
-    if config.feature_weight == 0:
-        return None
-    return config.feature_layer or source.cam.layer_name
-
-
-def _clean_pass(source: LoadedSource, images: torch.Tensor, config: TrainConfig
-                ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """The clean logits and features the objectives compare against (None when not needed)."""
-    wants_logits = config.loss in NEEDS_CLEAN_LOGITS
-    layer = _feature_layer(source, config)
-    if not wants_logits and layer is None:
-        return None, None
-    with torch.no_grad(), capture_features(source.model, layer) as features:
-        logits = source.model(images)
-    return (logits if wants_logits else None), (features[-1] if layer is not None else None)
+def source_pass(source: LoadedSource, clean_view: torch.Tensor, adversarial_view: torch.Tensor,
+                labels: torch.Tensor, goal: torch.Tensor, targeted: bool, needs: Needs,
+                feature_layer: str | None = None,
+                clean_maps: torch.Tensor | None = None) -> SourcePass:
+    """Run one source on the batch, computing only what `needs` asks for: the adversarial
+    logits always; the clean logits and features without gradient; Grad-CAM maps (the
+    adversarial ones differentiable, the clean ones from `clean_maps` when cached). The
+    feature layer is `feature_layer`, else the source's Grad-CAM layer."""
+    layer = (feature_layer or source.cam.layer_name) if needs.features else None
+    clean_logits = clean_features = None
+    if needs.clean_logits or needs.features:
+        with torch.no_grad(), capture_features(source.model, layer) as features:
+            logits = source.model(clean_view)
+        clean_logits = logits if needs.clean_logits else None
+        clean_features = features[-1] if needs.features else None
+    adversarial_maps = None
+    with capture_features(source.model, layer) as features:
+        if needs.gradcam:
+            if clean_maps is None:
+                clean_maps = source.cam(clean_view, labels, create_graph=False)[0]
+            adversarial_maps, logits = source.cam(adversarial_view, goal, create_graph=True)
+        else:
+            logits = source.model(adversarial_view)
+    return SourcePass(logits=logits, goal=goal, targeted=targeted, clean_logits=clean_logits,
+                      clean_maps=clean_maps if needs.gradcam else None,
+                      adversarial_maps=adversarial_maps, clean_features=clean_features,
+                      adversarial_features=features[-1] if needs.features else None)
 
 
 def _validate(generator: Generator, sources: list[LoadedSource], data: ImageSet,
@@ -283,17 +327,20 @@ def log_path(checkpoint: Path) -> Path:
     return checkpoint.with_suffix(".log.json")
 
 
-def train_generator(config: TrainConfig, resume: bool = True) -> GeneratorCheckpoint:
+def train_generator(config: TrainConfig, resume: bool = True,
+                    splits: tuple[ImageSet, ImageSet] | None = None) -> GeneratorCheckpoint:
     """Train an AEG-GC generator as `config` says; returns the final checkpoint. A second run
-    into the same `out` while this one goes on is refused."""
+    into the same `out` while this one goes on is refused. `splits`: the data set's (fit, val)
+    when the caller has read them already (else read here)."""
     config.validate()
     with exclusive(Path(config.out), "training"):
-        return _train_generator(config, resume)
+        return _train_generator(config, resume, splits or load_fit_and_val(config.data))
 
 
-def _train_generator(config: TrainConfig, resume: bool) -> GeneratorCheckpoint:
-    train_set = load_split(config.data, "fit").subset(config.train_limit)
-    val_set = load_split(config.data, "val").subset(config.val_limit)
+def _train_generator(config: TrainConfig, resume: bool,
+                     splits: tuple[ImageSet, ImageSet]) -> GeneratorCheckpoint:
+    train_set = splits[0].subset(config.train_limit)
+    val_set = splits[1].subset(config.val_limit)
     config = resolve_config(config, train_set)
     assert config.eps is not None
     sources = load_sources(config, train_set)
@@ -318,6 +365,7 @@ def _train_generator(config: TrainConfig, resume: bool) -> GeneratorCheckpoint:
     if record["epoch"] >= config.epochs:
         return GeneratorCheckpoint(out, {**record, "kind": "generator"}, generator.eval())
     generator.train()
+    objectives = build_objectives(config)
     cached_maps = clean_map_cache(sources, train_set, config)
     steps_per_epoch = batch_count(train_set, config.batch_size)
     with make_progress() as progress:
@@ -336,7 +384,7 @@ def _train_generator(config: TrainConfig, resume: bool) -> GeneratorCheckpoint:
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(config, epoch + (step - 1) / steps_per_epoch)
                 loss, terms = step_loss(generator, sources, images, labels, config, clean_maps,
-                                        draws)
+                                        draws, objectives)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
