@@ -16,7 +16,9 @@ class AgscmError(Exception):
 
 
 def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Wrap a CLI command so an AgscmError prints `error: ...` and exits 1, never a traceback."""
+    """Wrap a CLI command so an AgscmError prints `error: ...` and exits 1, never a traceback;
+    so does an error of the operating system (a full disk, a folder without permission), which
+    no command can do anything about but say where it happened."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -24,6 +26,10 @@ def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except AgscmError as exc:
             print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
             raise SystemExit(1) from None
 
     return wrapper

@@ -1,7 +1,9 @@
-"""AEG-GC training throughput: images per second of full training steps on real MNIST.
+"""AEG-GC training throughput: images per second of full training steps on real images.
 
     python benchmarks/bench_train.py --source runs/zoo/mnist-natural.safetensors \
         --out benchmarks/results/train_throughput.json
+    python benchmarks/bench_train.py --data ../shared/data/cifar10-jpeg.tar.gz --rows colour \
+        --out benchmarks/results/train_throughput_cifar10.json
 
 A step is the faithful default: generator forward, second-order Grad-CAM of x'
 (create_graph=True), CE + hinge + lambda * Grad-CAM loss, backward and an Adam update, with
@@ -9,8 +11,16 @@ the clean maps looked up in the trainer's once-per-run cache (the rows marked "r
 compute them in every step instead, as before the cache existed). The `transfer recipe` row
 is `agscm train --recipe transfer`'s step: relativistic CE (one more, gradient-free, forward
 pass of the source for the clean logits), no Grad-CAM, the blur of delta. `--only` picks rows.
-Speed does not depend on the source's weights; without --source a randomly initialised MNIST
-CNN is used and the JSON says so.
+Speed does not depend on the source's weights; without --source a randomly initialised
+classifier is used (the MNIST CNN, or for colour data the zoo's ResNet-9 at width 40) and the
+JSON says so.
+
+`--rows colour` measures CIFAR-10's candidates (issue 28) in one run: today's transfer recipe
+(its colour settings), feature separation and Grad-CAM-weighted features at `layer1` with the
+source truncated there (no L_adv, so nothing above the layer runs), the same with the
+generator's two stride-2 stages (the published generators' shape; the colour recipe runs every
+block at full resolution), and the truncated step under bfloat16 autocast and in channels-last
+memory, to see what they buy on this CPU.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from agscm.train.recipes import recipe_settings
 from agscm.train.trainer import (
     SourceSpec,
     TrainConfig,
+    channel_weight_cache,
     clean_map_cache,
     load_sources,
     resolve_config,
@@ -40,11 +51,14 @@ from agscm.train.trainer import (
 )
 
 
-def random_source(folder: Path) -> Path:
-    """A randomly initialised MNIST CNN checkpoint (speed does not depend on weights)."""
-    config = ClassifierConfig()
+def random_source(folder: Path, channels: int) -> Path:
+    """A randomly initialised classifier checkpoint (speed does not depend on weights): the
+    MNIST CNN for grey data, the zoo's CIFAR-10 ResNet-9 (width 40) for colour."""
+    config = (ClassifierConfig() if channels == 1 else ClassifierConfig(
+        arch="resnet9", channels=3, image_size=(32, 32), mean=[0.5] * 3, std=[0.25] * 3,
+        width=40))
     model = build_classifier(config)
-    path = folder / "random-mnist-cnn.safetensors"
+    path = folder / f"random-{config.arch}.safetensors"
     save_checkpoint(path, {f"model.{k}": v for k, v in model.state_dict().items()},
                     {"kind": "classifier", "model": asdict(config), "train": {}, "epoch": 0,
                      "history": []})
@@ -52,38 +66,67 @@ def random_source(folder: Path) -> Path:
 
 
 PAPER = recipe_settings("paper")
-# label -> (clean maps cached?, TrainConfig fields)
-ROWS: dict[str, tuple[bool, dict[str, Any]]] = {
-    "second-order (default)": (True, PAPER),
-    "second-order, clean maps recomputed": (False, PAPER),
-    "first-order": (True, {**PAPER, "first_order": True}),
-    "first-order, clean maps recomputed": (False, {**PAPER, "first_order": True}),
-    "lambda 0 (no Grad-CAM)": (False, {**PAPER, "lambda_gradcam": 0.0}),
-    "transfer recipe": (False, recipe_settings("transfer")),
+TRANSFER_COLOUR = recipe_settings("transfer", 3)
+MID_LAYER = {**TRANSFER_COLOUR, "adv_weight": 0.0, "noise_weight": 0.0, "feature_layer": "layer1",
+             "output": "clip"}
+# label -> (clean maps and weights cached?, TrainConfig fields, step variant)
+COLOUR_ROWS: dict[str, tuple[bool, dict[str, Any], str]] = {
+    "transfer recipe (colour)": (False, TRANSFER_COLOUR, "fp32"),
+    "feature separation at layer1, source truncated": (
+        False, {**MID_LAYER, "feature_weight": 1.0}, "fp32"),
+    "Grad-CAM-weighted features at layer1, source truncated": (
+        True, {**MID_LAYER, "objectives": ["gradcam-feature@1"]}, "fp32"),
+    "Grad-CAM-weighted features at layer1, truncated, generator downsampling twice": (
+        True, {**MID_LAYER, "objectives": ["gradcam-feature@1"], "downsamplings": 2}, "fp32"),
+    "Grad-CAM-weighted features at layer1, truncated, bfloat16 autocast": (
+        True, {**MID_LAYER, "objectives": ["gradcam-feature@1"]}, "bf16"),
+    "Grad-CAM-weighted features at layer1, truncated, channels-last": (
+        True, {**MID_LAYER, "objectives": ["gradcam-feature@1"]}, "channels-last"),
 }
+GREY_ROWS: dict[str, tuple[bool, dict[str, Any], str]] = {
+    "second-order (default)": (True, PAPER, "fp32"),
+    "second-order, clean maps recomputed": (False, PAPER, "fp32"),
+    "first-order": (True, {**PAPER, "first_order": True}, "fp32"),
+    "first-order, clean maps recomputed": (False, {**PAPER, "first_order": True}, "fp32"),
+    "lambda 0 (no Grad-CAM)": (False, {**PAPER, "lambda_gradcam": 0.0}, "fp32"),
+    "transfer recipe": (False, recipe_settings("transfer"), "fp32"),
+}
+ROWS = {"grey": GREY_ROWS, "colour": COLOUR_ROWS}
 
 
 def measure(source: Path, data: str, batch_size: int, steps: int, cached: bool,
-            settings: dict[str, Any]) -> float:
-    """Images/s of full steps with the TrainConfig fields in `settings` (a recipe, changed)."""
+            settings: dict[str, Any], variant: str = "fp32") -> float:
+    """Images/s of full steps with the TrainConfig fields in `settings` (a recipe, changed);
+    `variant`: fp32, bf16 (autocast) or channels-last (generator, source and batches)."""
     train = load_split(data, "train").subset(batch_size * (steps + 2))
     config = resolve_config(TrainConfig(data=data, out="unused", sources=[SourceSpec(str(source))],
                                         batch_size=batch_size, **settings), train)
     sources = load_sources(config, train)
     torch.manual_seed(0)
-    generator = Generator(GeneratorConfig(channels=1, eps=0.3, width=config.width,
-                                          residual_blocks=config.residual_blocks,
-                                          output_scale=config.output_scale,
-                                          smooth_sigma=config.smooth_sigma))
-    optimizer = torch.optim.Adam(generator.parameters(), lr=1e-3)
+    assert config.eps is not None
+    generator = Generator(GeneratorConfig(
+        channels=train.channels, eps=config.eps, width=config.width,
+        residual_blocks=config.residual_blocks, downsamplings=config.downsamplings,
+        output_scale=config.output_scale, output=config.output, smooth_sigma=config.smooth_sigma))
     images = torch.from_numpy(train.as_float())
     labels = torch.from_numpy(train.labels)
-    maps = clean_map_cache(sources, train, config) if cached else None  # once per run: untimed
+    if variant == "channels-last":
+        generator = generator.to(memory_format=torch.channels_last)
+        for source_model in sources:
+            source_model.model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(generator.parameters(), lr=1e-3)
+    # once per run, untimed, as in training
+    maps = clean_map_cache(sources, train, config) if cached else None
+    weights = channel_weight_cache(sources, train, config) if cached else None
 
     def step(index: int) -> None:
         batch = slice(index * batch_size, (index + 1) * batch_size)
-        clean = None if maps is None else [m[batch] for m in maps]
-        loss, _ = step_loss(generator, sources, images[batch], labels[batch], config, clean)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant == "bf16"):
+            loss, _ = step_loss(generator, sources, images[batch], labels[batch], config,
+                                None if maps is None else [m[batch] for m in maps],
+                                clean_weights=None if weights is None else [
+                                    w[batch] for w in weights])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -115,19 +158,22 @@ def main() -> None:
     parser.add_argument("--data", default="../shared/data/mnist")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--only", nargs="*", default=None, choices=list(ROWS),
-                        help="measure only these rows")
+    parser.add_argument("--rows", choices=list(ROWS), default="grey",
+                        help="grey: the MNIST rows; colour: CIFAR-10's candidates")
+    parser.add_argument("--only", nargs="*", default=None, help="measure only these rows")
     parser.add_argument("--no-cache-row", action="store_true",
                         help="skip timing the clean-map cache on the whole training split")
     parser.add_argument("--out", default="benchmarks/results/train_throughput.json")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        source = Path(args.source) if args.source else random_source(Path(folder))
+        channels = 3 if args.rows == "colour" else 1
+        source = Path(args.source) if args.source else random_source(Path(folder), channels)
         rows = {}
-        for label, (cached, settings) in ROWS.items():
+        for label, (cached, settings, variant) in ROWS[args.rows].items():
             if args.only and label not in args.only:
                 continue
-            rate = measure(source, args.data, args.batch_size, args.steps, cached, settings)
+            rate = measure(source, args.data, args.batch_size, args.steps, cached, settings,
+                           variant)
             rows[label] = round(rate, 1)
             print(f"{label}: {rate:.0f} images/s (batch {args.batch_size}, "
                   f"{torch.get_num_threads()} threads)")
@@ -135,7 +181,8 @@ def main() -> None:
         if cache is not None:
             print(f"clean-map cache: {cache['images']} images in {cache['seconds']} s, "
                   f"{cache['mib']} MiB")
-    result = {"source": str(args.source or "random-init MNIST CNN"), "batch_size": args.batch_size,
+    result = {"source": str(args.source or f"random-init {source.stem.removeprefix('random-')}"),
+              "data": args.data, "batch_size": args.batch_size,
               "steps": args.steps, "torch_threads": torch.get_num_threads(),
               "images_per_second": rows, "clean_map_cache": cache}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -80,3 +80,17 @@ def test_reproduce_has_one_command_per_data_set_spec() -> None:
     assert list(REPRODUCIBLE) == list(SPECS)
     assert {path[1] for path in COMMANDS if path[:1] == ("reproduce",) and len(path) == 2} == set(
         SPECS)
+
+
+def test_an_error_of_the_operating_system_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from agscm.errors import one_line_errors
+
+    @one_line_errors
+    def command() -> None:
+        open("/nonexistent-agscm-folder/file.txt")  # noqa: SIM115
+
+    with pytest.raises(SystemExit) as exit_info:
+        command()
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == (
+        "error: /nonexistent-agscm-folder/file.txt: No such file or directory\n")

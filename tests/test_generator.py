@@ -95,3 +95,16 @@ def test_gradcam_loss_sign() -> None:
     distance = torch.tensor([1.0, 3.0])
     assert gradcam_loss(distance).item() == -2.0  # untargeted: larger distance, lower loss
     assert gradcam_loss(distance, targeted=True).item() == 2.0
+
+
+def test_clip_output_is_the_projection_onto_the_box() -> None:
+    torch.manual_seed(0)
+    generator = Generator(GeneratorConfig(channels=3, width=4, residual_blocks=1, eps=8 / 255,
+                                          output="clip", output_scale=3.0))
+    x = torch.rand(2, 3, 16, 16)
+    raw = generator.body(x)
+    expected = 8 / 255 * (3.0 * raw).clamp(-1, 1)
+    torch.testing.assert_close(generator.perturbation(x), expected)
+    assert ((3.0 * raw).abs() > 1).any() and ((3.0 * raw).abs() < 1).any()  # both regimes hit
+    with pytest.raises(AgscmError, match="unknown generator output 'sigmoid'"):
+        GeneratorConfig(output="sigmoid").validate()

@@ -308,3 +308,95 @@ def test_each_need_is_computed_once_per_source() -> None:
     # the paper: clean and adversarial Grad-CAM passes, no separate logits pass
     _, terms, model = toy_step({"loss": "ce", "lambda_gradcam": 0.5}, [])
     assert model.calls == 2 and terms["gradcam"] <= 0.0 and terms["feature"] == 0.0
+
+
+# truncated sources and Grad-CAM-weighted features ----------------------------------------------
+
+def test_forward_to_stops_after_the_layer_and_gives_its_gradient() -> None:
+    from agscm.models.features import forward_to
+
+    model = Counting()
+    ran: list[str] = []
+    model.head.register_forward_hook(lambda *_: ran.append("head"))
+    x = torch.rand(2, 1, 4, 4, requires_grad=True)
+    features = forward_to(model, "features", x)
+    assert ran == [] and features.shape == (2, 3, 4, 4)
+    features.sum().backward()
+    expected = torch.autograd.grad(model.features(x).sum(), x)[0]
+    torch.testing.assert_close(x.grad, expected)
+    assert not model.features._forward_hooks  # the hook is gone
+    with pytest.raises(AgscmError, match="no layer 'nope'"):
+        forward_to(model, "nope", x)
+
+
+def test_channel_weights_are_gradcams_unit_weights_and_masks_average() -> None:
+    from agscm.models.gradcam import capture_activation, channel_weights
+
+    model = Counting()
+    x, labels = torch.rand(3, 1, 4, 4), torch.tensor([1, 4, 7])
+    with capture_activation(model.features) as store:
+        score = model(x).gather(1, labels.view(-1, 1)).sum()
+    alpha = torch.autograd.grad(score, store[-1])[0].mean(dim=(2, 3))
+    weights = channel_weights(model, "features", x, labels)
+    torch.testing.assert_close(weights, alpha / alpha.norm(dim=1, keepdim=True))
+    masked = channel_weights(model, "features", x, labels, copies=4, keep=0.5,
+                             generator=torch.Generator().manual_seed(0))
+    again = channel_weights(model, "features", x, labels, copies=4, keep=0.5,
+                            generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(masked, again)  # the masks repeat with the seed
+    torch.testing.assert_close(masked.norm(dim=1), torch.ones(3))
+    assert not torch.allclose(masked, weights)  # masking changed them
+
+
+def test_gradcam_weighted_features_by_hand() -> None:
+    from agscm.train.objectives.gradcam_features import weighted_feature_loss
+
+    clean = torch.zeros(1, 2, 2, 2)
+    clean[0, 0] = 2.0  # channel 0 speaks for the class (weight +0.6), channel 1 against (-0.8)
+    weights = torch.tensor([[0.6, -0.8]])
+    assert weighted_feature_loss(clean, clean, weights).item() == pytest.approx(1.0)
+    swapped = torch.zeros(1, 2, 2, 2)
+    swapped[0, 1] = 2.0  # the evidence moved to the channel against the class
+    assert weighted_feature_loss(swapped, clean, weights).item() == pytest.approx(-0.8 / 0.6)
+    assert weighted_feature_loss(3 * clean, clean, weights).item() == pytest.approx(3.0)
+
+
+def test_a_features_only_loss_truncates_the_source() -> None:
+    ran: list[str] = []
+
+    def counted(settings: dict, objectives: list[str]) -> dict:
+        model = Counting()
+        model.head.register_forward_hook(lambda *_: ran.append("head"))
+        from agscm.models.gradcam import GradCAM
+        from agscm.train.trainer import LoadedSource, source_channel_weights, step_loss
+
+        source = LoadedSource("toy", model, GradCAM(model, None), 1.0, "")
+        torch.manual_seed(1)
+        generator = Generator(GeneratorConfig(channels=1, width=4, residual_blocks=1, eps=0.3,
+                                              downsamplings=0, output="clip"))
+        config = TrainConfig(data="toy", out="unused", c=0.5, objectives=objectives,
+                             **settings)
+        images, labels = torch.rand(5, 1, 4, 4), torch.arange(5)
+        # the weights need the clean logits' gradient: once per image, cached before training
+        cached = source_channel_weights(source, images, labels, config, None)
+        ran.clear()
+        total, terms = step_loss(generator, [source], images, labels, config,
+                                 clean_weights=[cached])
+        total.backward()
+        assert all(p.grad is not None for p in generator.parameters())
+        if "gradcam-feature@1" in objectives:  # the term by hand, from the layer's outputs
+            from agscm.train.objectives.gradcam_features import weighted_feature_loss
+
+            with torch.no_grad():
+                adversarial = (images + generator.perturbation(images)).clamp(0, 1)
+                expected = weighted_feature_loss(model.features(adversarial),
+                                                 model.features(images), cached)
+            assert terms["gradcam-feature"] == pytest.approx(expected.item(), rel=1e-5)
+        return terms
+
+    features_only = {"adv_weight": 0.0, "lambda_gradcam": 0.0, "noise_weight": 0.0}
+    terms = counted(features_only, ["gradcam-feature@1", "feature@1"])
+    assert ran == []  # neither the clean nor the adversarial pass reached the head
+    assert terms["adv"] == 0.0 and -1 <= terms["feature"] <= 1
+    counted({"loss": "ce", "lambda_gradcam": 0.0}, ["gradcam-feature@1"])
+    assert ran == ["head"]  # L_adv reads the logits: the adversarial pass runs in full

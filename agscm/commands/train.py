@@ -54,6 +54,13 @@ def train(
         help="Weight of the mid-layer feature distortion (cosine similarity).")] = None,
     feature_layer: Annotated[str | None, typer.Option(
         help="Layer for the feature distortion \\[default: the Grad-CAM layer].")] = None,
+    adv_weight: Annotated[float | None, typer.Option(
+        help="Weight of the adversarial loss (0: the feature objectives alone, and a source "
+             "read only up to the feature layer).")] = None,
+    cam_weight_copies: Annotated[int | None, typer.Option(
+        help="gradcam-feature: masked copies its Grad-CAM channel weights average over.")] = None,
+    cam_weight_keep: Annotated[float | None, typer.Option(
+        help="gradcam-feature: the share of pixels each masked copy keeps.")] = None,
     objective: Annotated[list[str] | None, typer.Option(
         help="A further training objective NAME[@WEIGHT] (agscm.train.objectives.registry: "
              "noise, ce, cw, mse, rce, gradcam, feature); repeat for more.")] = None,
@@ -68,6 +75,8 @@ def train(
     epochs: Annotated[int | None, typer.Option(help="Epochs.")] = None,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 128,
     lr: Annotated[float | None, typer.Option(help="Adam learning rate.")] = None,
+    beta1: Annotated[float | None, typer.Option(
+        help="Adam's beta1 \\[default: 0.9; the generator papers use 0.5].")] = None,
     schedule: Annotated[str | None, typer.Option(
         help="Learning rate: constant or cosine.")] = None,
     seed: Annotated[int, typer.Option(help="Seed (same seed, same weights on CPU).")] = 0,
@@ -76,6 +85,9 @@ def train(
         help="Generator residual blocks.")] = None,
     downsamplings: Annotated[int | None, typer.Option(
         help="Generator stride-2 stages, 0-2 (0: full resolution).")] = None,
+    output: Annotated[str | None, typer.Option(
+        help="How the generator's raw output is bounded: tanh, or clip (projection onto the "
+             "eps-box, as CDA, LTP and BIA).")] = None,
     output_scale: Annotated[float | None, typer.Option(
         help="delta = eps * tanh(scale * raw).")] = None,
     smooth_sigma: Annotated[float | None, typer.Option(
@@ -101,7 +113,8 @@ def train(
     splits = load_fit_and_val(data)  # read once: the recipe's settings follow its channels
     settings = recipe_settings(
         recipe, splits[0].channels, c=c, noise_weight=noise_weight,
-        lambda_gradcam=lambda_gradcam, loss=loss,
+        lambda_gradcam=lambda_gradcam, loss=loss, adv_weight=adv_weight, output=output,
+        beta1=beta1, cam_weight_copies=cam_weight_copies, cam_weight_keep=cam_weight_keep,
         feature_weight=feature_weight, diversity=diversity, epochs=epochs, lr=lr,
         schedule=schedule, width=width, residual_blocks=residual_blocks,
         downsamplings=downsamplings, output_scale=output_scale, smooth_sigma=smooth_sigma)

@@ -55,8 +55,21 @@ def load_idx_pair(images_path: Path, labels_path: Path,
         raise AgscmError(f"{images_path}: {len(images)} images but {labels_path.name} has "
                          f"{len(labels)} labels")
     chw = images[:, None] if images.ndim == 3 else images.transpose(0, 3, 1, 2)
+    if classes is None:
+        _require_contiguous(labels, labels_path)
     names = classes or [str(i) for i in range(int(labels.max()) + 1 if len(labels) else 0)]
     return ImageSet(np.ascontiguousarray(chw), labels.astype(np.int64), names, images_path.name)
+
+
+def _require_contiguous(labels: np.ndarray, path: Path) -> None:
+    """IDX names no classes, so they are 0..max label; a label past a gap (9, then 42) is a
+    corrupt file, not 33 empty classes."""
+    used = np.unique(labels)
+    if len(used) and used[-1] != len(used) - 1:
+        missing = int(np.setdiff1d(np.arange(used[-1] + 1), used)[0])
+        stray = int(used[used > missing][0])
+        raise AgscmError(f"{path}: label {stray} (first at image {int(np.argmax(labels == stray))})"
+                         f" but no image has label {missing}; labels must be 0..K-1")
 
 
 def find_idx_split(root: Path, split: str) -> tuple[Path, Path] | None:

@@ -23,11 +23,16 @@ _META_KEY = "agscm"
 
 
 def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    """Write tensors and meta to `path` atomically (temp file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write tensors and meta to `path` atomically (temp file in the same folder, then rename):
+    a failed write (a full disk) is one line, and the file already at `path` stays as it was."""
     contiguous = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
-    with atomic_path(path) as temp:
-        save_file(contiguous, str(temp), metadata={_META_KEY: json.dumps(meta)})
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as temp:
+            save_file(contiguous, str(temp), metadata={_META_KEY: json.dumps(meta)})
+    except (SafetensorError, OSError) as exc:
+        raise AgscmError(f"{path}: cannot save the checkpoint ({exc}); the previous one, if "
+                         "any, is unchanged") from None
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from agscm.errors import AgscmError
 from agscm.models.gradcam import resolve_layer
 
 
@@ -28,3 +29,29 @@ def capture_features(model: nn.Module, layer: str | None) -> Iterator[list[torch
     finally:
         handle.remove()
 
+
+class _LayerReached(Exception):
+    """Raised by the hook of `forward_to` to cut the forward pass off after its layer."""
+
+
+def forward_to(model: nn.Module, layer: str, images: torch.Tensor) -> torch.Tensor:
+    """The named layer's output on `images`, computing nothing after it: a source truncated at
+    that layer, so an objective of its features pays for the layers up to it only (forward,
+    and backward to the input)."""
+    _, module = resolve_layer(model, layer)
+    store: list[torch.Tensor] = []
+
+    def hook(_module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+        store.append(output)
+        raise _LayerReached
+
+    handle = module.register_forward_hook(hook)
+    try:
+        model(images)
+    except _LayerReached:
+        pass
+    finally:
+        handle.remove()
+    if not store:
+        raise AgscmError(f"layer {layer!r} was not used in the forward pass")
+    return store[0]

@@ -21,6 +21,7 @@ from agscm.errors import AgscmError
 from agscm.models.smoothing import GaussianBlur
 
 MAX_DOWNSAMPLINGS = SIZE_MULTIPLE.bit_length() - 1  # each halves H and W
+OUTPUTS = ("tanh", "clip")  # how the raw output is bounded (GeneratorConfig.output)
 
 
 @dataclass
@@ -34,6 +35,7 @@ class GeneratorConfig:
     eps: float = 0.3
     norm: str = "linf"
     output_scale: float = 1.0  # tanh(scale * raw): larger pushes delta to the corners +-eps
+    output: str = "tanh"  # how raw becomes bounded: tanh, or clip (projection onto the box)
     smooth_sigma: float = 0.0  # > 0: blur delta with a Gaussian of this std (pixels)
 
     def validate(self) -> None:
@@ -50,6 +52,9 @@ class GeneratorConfig:
                              f"to multiples of {SIZE_MULTIPLE}), got {self.downsamplings}")
         if not self.output_scale > 0 or self.smooth_sigma < 0:
             raise AgscmError("the output scale must be > 0 and the smoothing sigma >= 0")
+        if self.output not in OUTPUTS:
+            raise AgscmError(f"unknown generator output {self.output!r}; choose one of "
+                             f"{', '.join(OUTPUTS)}")
 
 
 def _conv_block(inputs: int, outputs: int, kernel: int, stride: int = 1) -> list[nn.Module]:
@@ -98,7 +103,11 @@ class Generator(nn.Module):
         if x.shape[-1] % SIZE_MULTIPLE or x.shape[-2] % SIZE_MULTIPLE:
             raise AgscmError(f"image size {tuple(x.shape[-2:])} is not a multiple of "
                              f"{SIZE_MULTIPLE}; pad it first")
-        raw = torch.tanh(self.config.output_scale * self.body(x))
+        scaled = self.config.output_scale * self.body(x)
+        # tanh saturates smoothly; clip is the projection of the generator papers (CDA, LTP,
+        # BIA): the raw output, in units of eps, projected onto the box, its gradient cut
+        # where it lies outside
+        raw = torch.tanh(scaled) if self.config.output == "tanh" else scaled.clamp(-1, 1)
         if self.config.norm == "linf":
             delta = self.config.eps * raw
         else:

@@ -146,3 +146,38 @@ def shape_distance(clean_maps: torch.Tensor, adversarial_maps: torch.Tensor) -> 
 
     difference = peak_normalized(clean_maps.detach()) - peak_normalized(adversarial_maps)
     return difference.pow(2).flatten(1).sum(dim=1)
+
+
+def channel_weights(model: nn.Module, layer: str | None, images: torch.Tensor,
+                    classes: torch.Tensor, copies: int = 1, keep: float = 1.0,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """Grad-CAM's channel weights of class `classes` at `layer`, one unit vector per image (N, C).
+
+        alpha_k = mean_ij d y^c / d A^k_ij
+
+    averaged over `copies` of the images in which each value is kept with probability `keep`
+    (zeroed otherwise): the aggregate gradient of FIA (Wang et al., ICCV 2021), which keeps
+    the weights of features that matter for the class and drops those of one image's detail.
+    `copies=1, keep=1` is plain Grad-CAM. Masks draw from `generator` (CPU). No gradient
+    reaches the images; the model's mode is restored.
+    """
+    _, module = resolve_layer(model, layer)
+    was_training = model.training
+    model.eval()
+    total: torch.Tensor | None = None
+    try:
+        for _ in range(copies):
+            masked = images
+            if keep < 1:
+                mask = torch.rand(images.shape, generator=generator) < keep
+                masked = images * mask.to(images.device, images.dtype)
+            with torch.enable_grad(), capture_activation(module) as store:
+                logits = model(masked.detach())
+                score = logits.gather(1, classes.view(-1, 1)).sum()
+                grads = torch.autograd.grad(score, store[-1])[0]
+            alpha = grads.mean(dim=(2, 3))
+            total = alpha if total is None else total + alpha
+    finally:
+        model.train(was_training)
+    assert total is not None, "copies must be >= 1"
+    return total / total.norm(dim=1, keepdim=True).clamp_min(1e-12)

@@ -35,10 +35,10 @@ from agscm.models.checkpoint import (
     optimizer_to_tensors,
     require_same_config,
 )
-from agscm.models.features import capture_features
-from agscm.models.generator import Generator, GeneratorConfig
+from agscm.models.features import capture_features, forward_to
+from agscm.models.generator import OUTPUTS, Generator, GeneratorConfig
 from agscm.models.generator_checkpoint import load_generator, save_generator
-from agscm.models.gradcam import GradCAM, gradcam_distance
+from agscm.models.gradcam import GradCAM, channel_weights, gradcam_distance, resolve_layer
 from agscm.models.registry import load_classifier
 from agscm.progress import format_metrics, make_progress
 from agscm.train.input_diversity import diverse_pair
@@ -85,6 +85,10 @@ class TrainConfig:
     objectives: list[str] = field(default_factory=list)  # more terms, NAME@WEIGHT (registry)
     diversity: float = 0.0  # probability that a batch is resized and padded (input diversity)
     first_order: bool = False
+    adv_weight: float = 1.0  # weight of L_adv (0: the feature objectives alone)
+    cam_weight_copies: int = 1  # masked copies the Grad-CAM channel weights are averaged over
+    cam_weight_keep: float = 1.0  # the share of pixels each copy keeps (1: no masking)
+    beta1: float = 0.9  # Adam's beta1 (the generator papers use 0.5)
     cam_normalize: bool = True  # divide maps by the clean map's peak (scale-free lambda)
     target_class: int | None = None  # None: untargeted (true label)
     epochs: int = 5
@@ -96,6 +100,7 @@ class TrainConfig:
     residual_blocks: int = 4
     downsamplings: int = 2  # the generator's stride-2 stages (0: all at full resolution)
     output_scale: float = 1.0  # delta = eps * tanh(output_scale * raw)
+    output: str = "tanh"  # tanh, or clip: the raw output projected onto the eps-box
     smooth_sigma: float = 0.0  # Gaussian blur of delta (pixels), part of the generator
     recipe: str = "paper"  # the recipe these settings started from (agscm.train.recipes)
     train_limit: int | None = None
@@ -127,11 +132,21 @@ class TrainConfig:
             raise AgscmError("source weights must be > 0")
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise AgscmError("epochs and batch size must be >= 1 and lr > 0")
+        if self.adv_weight < 0 or not 0 <= self.beta1 < 1:
+            raise AgscmError(f"the adversarial weight must be >= 0 and beta1 in [0, 1), got "
+                             f"{self.adv_weight} and {self.beta1}")
+        if self.cam_weight_copies < 1 or not 0 < self.cam_weight_keep <= 1:
+            raise AgscmError("the Grad-CAM weights need >= 1 copies and a kept share in (0, 1], "
+                             f"got {self.cam_weight_copies} and {self.cam_weight_keep}")
+        if self.output not in OUTPUTS:
+            raise AgscmError(f"unknown generator output {self.output!r}; choose one of "
+                             f"{', '.join(OUTPUTS)}")
 
     def weighted_objectives(self) -> list[tuple[str, float]]:
-        """The loss as (objective name, weight) pairs: mu L_noise + L_adv + lambda L_gradcam
+        """The loss as (objective name, weight) pairs: mu L_noise + a L_adv + lambda L_gradcam
         + beta L_feat, then `objectives`; terms of weight 0 are left out."""
-        named = [("noise", self.noise_weight), (self.loss, 1.0), ("gradcam", self.lambda_gradcam),
+        named = [("noise", self.noise_weight), (self.loss, self.adv_weight),
+                 ("gradcam", self.lambda_gradcam),
                  ("feature", self.feature_weight), *map(parse_weighted, self.objectives)]
         return [(name, weight) for name, weight in named if weight > 0]
 
@@ -165,6 +180,16 @@ def load_sources(config: TrainConfig, data: ImageSet) -> list[LoadedSource]:
         if model_channels != data.channels:
             raise AgscmError(f"source {spec.model!r} takes {model_channels}-channel images but "
                              f"{config.data} has {data.channels}")
+        if meta["model"]["classes"] != len(data.classes):
+            raise AgscmError(f"source {spec.model!r} tells {meta['model']['classes']} classes "
+                             f"apart but {config.data} has {len(data.classes)} "
+                             f"({', '.join(data.classes[:5])}{', ...' if len(data.classes) > 5 else ''})")
+        if tuple(meta["model"]["image_size"]) != data.size:
+            raise AgscmError(f"source {spec.model!r} takes {meta['model']['image_size'][0]}x"
+                             f"{meta['model']['image_size'][1]} images but {config.data} has "
+                             f"{data.size[0]}x{data.size[1]}")
+        if config.feature_layer is not None:
+            resolve_layer(model, config.feature_layer)  # a wrong name: one line, the candidates
         sources.append(LoadedSource(meta["name"], model,
                                     GradCAM(model, spec.layer, first_order=config.first_order),
                                     spec.weight, file_digest(Path(meta["path"]))))
@@ -202,6 +227,32 @@ def clean_map_cache(sources: list[LoadedSource], data: ImageSet,
                        in iterate_batches(data, 250, device=config.device)]) for source in sources]
 
 
+def channel_weight_cache(sources: list[LoadedSource], data: ImageSet,
+                         config: TrainConfig) -> list[torch.Tensor] | None:
+    """Every training image's clean Grad-CAM channel weights (N, C) for each source, computed
+    once (they do not depend on the generator; with masked copies they cost several passes).
+    None when no objective reads them or input diversity changes the clean images."""
+    if not objective_needs(build_objectives(config)).channel_weights or config.diversity > 0:
+        return None
+    masks = torch.Generator().manual_seed(config.seed * 100_043)
+    return [torch.cat([source_channel_weights(source, images, labels, config, masks)
+                       for images, labels in iterate_batches(data, 250, device=config.device)])
+            for source in sources]
+
+
+def source_channel_weights(source: LoadedSource, images: torch.Tensor, labels: torch.Tensor,
+                           config: TrainConfig, masks: torch.Generator | None) -> torch.Tensor:
+    """The clean images' Grad-CAM channel weights for their labels at the feature layer."""
+    return channel_weights(source.model, feature_layer(source, config), images, labels,
+                           config.cam_weight_copies, config.cam_weight_keep, masks)
+
+
+def feature_layer(source: LoadedSource, config: TrainConfig) -> str:
+    """The layer the feature objectives read in `source`: --feature-layer, else the Grad-CAM
+    layer."""
+    return config.feature_layer or source.cam.layer_name
+
+
 def build_objectives(config: TrainConfig) -> list[tuple[Objective, float]]:
     """The config's objectives, made, with their weights (config resolved: c is set)."""
     settings = Settings(kappa=config.kappa, cam_normalize=config.cam_normalize,
@@ -211,7 +262,7 @@ def build_objectives(config: TrainConfig) -> list[tuple[Objective, float]]:
 
 
 def objective_needs(objectives: list[tuple[Objective, float]]) -> Needs:
-    needs = Needs()
+    needs = Needs.nothing()
     for objective, _ in objectives:
         needs = needs | objective.needs
     return needs
@@ -225,13 +276,15 @@ def step_loss(generator: Generator, sources: list[LoadedSource], images: torch.T
               clean_maps: list[torch.Tensor] | None = None,
               draws: torch.Generator | None = None,
               objectives: list[tuple[Objective, float]] | None = None,
+              clean_weights: list[torch.Tensor] | None = None,
               ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss of one batch and its terms (for the progress bar): each objective summed
     over the sources by their weights, then weighted. What the objectives need from a source
     is computed once (`source_pass`).
 
-    `clean_maps`: this batch's clean Grad-CAM maps per source, if cached; else computed here.
-    `draws`: the random source of input diversity (needed when `config.diversity` > 0).
+    `clean_maps`, `clean_weights`: this batch's clean Grad-CAM maps and channel weights per
+    source, if cached; else computed here. `draws`: the random source of input diversity
+    (needed when `config.diversity` > 0) and of the weights' masks when computed here.
     `objectives`: made once per run by `build_objectives` (made here when not given).
     """
     objectives = objectives if objectives is not None else build_objectives(config)
@@ -248,7 +301,8 @@ def step_loss(generator: Generator, sources: list[LoadedSource], images: torch.T
             for objective, _ in objectives]
     for index, source in enumerate(sources):
         view = source_pass(source, clean_view, adversarial_view, labels, goal, targeted, needs,
-                           config.feature_layer, None if clean_maps is None else clean_maps[index])
+                           config, None if clean_maps is None else clean_maps[index],
+                           None if clean_weights is None else clean_weights[index], draws)
         for position, (objective, _) in enumerate(objectives):
             if objective.per_source:
                 sums[position] = sums[position] + source.weight * objective.term(view)
@@ -262,31 +316,41 @@ def step_loss(generator: Generator, sources: list[LoadedSource], images: torch.T
 
 def source_pass(source: LoadedSource, clean_view: torch.Tensor, adversarial_view: torch.Tensor,
                 labels: torch.Tensor, goal: torch.Tensor, targeted: bool, needs: Needs,
-                feature_layer: str | None = None,
-                clean_maps: torch.Tensor | None = None) -> SourcePass:
-    """Run one source on the batch, computing only what `needs` asks for: the adversarial
-    logits always; the clean logits and features without gradient; Grad-CAM maps (the
-    adversarial ones differentiable, the clean ones from `clean_maps` when cached). The
-    feature layer is `feature_layer`, else the source's Grad-CAM layer."""
-    layer = (feature_layer or source.cam.layer_name) if needs.features else None
+                config: TrainConfig, clean_maps: torch.Tensor | None = None,
+                clean_weights: torch.Tensor | None = None,
+                masks: torch.Generator | None = None) -> SourcePass:
+    """Run one source on the batch, computing only what `needs` asks for: clean logits and
+    features without gradient, Grad-CAM maps of x' differentiable, the clean maps and channel
+    weights from the cache when given. When no objective reads logits or maps, the source is
+    truncated after the feature layer: nothing above it runs, forward or backward."""
+    layer = feature_layer(source, config) if needs.features else None
     clean_logits = clean_features = None
-    if needs.clean_logits or needs.features:
-        with torch.no_grad(), capture_features(source.model, layer) as features:
-            logits = source.model(clean_view)
-        clean_logits = logits if needs.clean_logits else None
-        clean_features = features[-1] if needs.features else None
-    adversarial_maps = None
-    with capture_features(source.model, layer) as features:
-        if needs.gradcam:
-            if clean_maps is None:
-                clean_maps = source.cam(clean_view, labels, create_graph=False)[0]
-            adversarial_maps, logits = source.cam(adversarial_view, goal, create_graph=True)
-        else:
-            logits = source.model(adversarial_view)
+    with torch.no_grad():
+        if needs.clean_logits:
+            with capture_features(source.model, layer) as features:
+                clean_logits = source.model(clean_view)
+            clean_features = features[-1] if layer is not None else None
+        elif layer is not None:
+            clean_features = forward_to(source.model, layer, clean_view)
+    logits = adversarial_maps = None
+    if layer is not None and not (needs.logits or needs.gradcam):
+        adversarial_features = forward_to(source.model, layer, adversarial_view)
+    else:
+        with capture_features(source.model, layer) as features:
+            if needs.gradcam:
+                if clean_maps is None:
+                    clean_maps = source.cam(clean_view, labels, create_graph=False)[0]
+                adversarial_maps, logits = source.cam(adversarial_view, goal, create_graph=True)
+            else:
+                logits = source.model(adversarial_view)
+        adversarial_features = features[-1] if layer is not None else None
+    if needs.channel_weights and clean_weights is None:
+        clean_weights = source_channel_weights(source, clean_view, labels, config, masks)
     return SourcePass(logits=logits, goal=goal, targeted=targeted, clean_logits=clean_logits,
                       clean_maps=clean_maps if needs.gradcam else None,
                       adversarial_maps=adversarial_maps, clean_features=clean_features,
-                      adversarial_features=features[-1] if needs.features else None)
+                      adversarial_features=adversarial_features,
+                      channel_weights=clean_weights if needs.channel_weights else None)
 
 
 def _validate(generator: Generator, sources: list[LoadedSource], data: ImageSet,
@@ -333,24 +397,24 @@ def train_generator(config: TrainConfig, resume: bool = True,
     into the same `out` while this one goes on is refused. `splits`: the data set's (fit, val)
     when the caller has read them already (else read here)."""
     config.validate()
-    with exclusive(Path(config.out), "training"):
-        return _train_generator(config, resume, splits or load_fit_and_val(config.data))
-
-
-def _train_generator(config: TrainConfig, resume: bool,
-                     splits: tuple[ImageSet, ImageSet]) -> GeneratorCheckpoint:
-    train_set = splits[0].subset(config.train_limit)
-    val_set = splits[1].subset(config.val_limit)
+    fit, val = splits or load_fit_and_val(config.data)
+    train_set, val_set = fit.subset(config.train_limit), val.subset(config.val_limit)
     config = resolve_config(config, train_set)
+    sources = load_sources(config, train_set)  # every check before anything is written
+    with exclusive(Path(config.out), "training"):
+        return _train_generator(config, resume, train_set, val_set, sources)
+
+
+def _train_generator(config: TrainConfig, resume: bool, train_set: ImageSet, val_set: ImageSet,
+                     sources: list[LoadedSource]) -> GeneratorCheckpoint:
     assert config.eps is not None
-    sources = load_sources(config, train_set)
     torch.manual_seed(config.seed)
     generator = Generator(GeneratorConfig(
         channels=train_set.channels, width=config.width, residual_blocks=config.residual_blocks,
         downsamplings=config.downsamplings, eps=config.eps, norm=config.norm,
-        output_scale=config.output_scale,
+        output_scale=config.output_scale, output=config.output,
         smooth_sigma=config.smooth_sigma)).to(config.device)
-    optimizer = torch.optim.Adam(generator.parameters(), lr=config.lr)
+    optimizer = make_optimizer(generator, config)
     out = Path(config.out)
     record: dict[str, Any] = {
         "agscm_version": __version__, "dataset": dataset_tag(config.data),
@@ -367,6 +431,7 @@ def _train_generator(config: TrainConfig, resume: bool,
     generator.train()
     objectives = build_objectives(config)
     cached_maps = clean_map_cache(sources, train_set, config)
+    cached_weights = channel_weight_cache(sources, train_set, config)
     steps_per_epoch = batch_count(train_set, config.batch_size)
     with make_progress() as progress:
         for epoch in range(record["epoch"], config.epochs):
@@ -379,12 +444,14 @@ def _train_generator(config: TrainConfig, resume: bool,
             for step, (index, images, labels) in enumerate(iterate_indexed_batches(
                     train_set, config.batch_size, shuffle=True, generator=order,
                     device=config.device), start=1):
-                clean_maps = (None if cached_maps is None
-                              else [maps[torch.from_numpy(index)] for maps in cached_maps])
+                rows = torch.from_numpy(index)
+                clean_maps = None if cached_maps is None else [m[rows] for m in cached_maps]
+                clean_weights = (None if cached_weights is None
+                                 else [w[rows] for w in cached_weights])
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(config, epoch + (step - 1) / steps_per_epoch)
                 loss, terms = step_loss(generator, sources, images, labels, config, clean_maps,
-                                        draws, objectives)
+                                        draws, objectives, clean_weights)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -406,6 +473,10 @@ def _train_generator(config: TrainConfig, resume: bool,
     return GeneratorCheckpoint(out, {**record, "kind": "generator"}, generator.eval())
 
 
+def make_optimizer(generator: Generator, config: TrainConfig) -> torch.optim.Adam:
+    return torch.optim.Adam(generator.parameters(), lr=config.lr, betas=(config.beta1, 0.999))
+
+
 def learning_rate(config: TrainConfig, progress_in_epochs: float) -> float:
     """`lr` throughout (constant), or cosine decay from `lr` to 1% of it at the last step."""
     if config.schedule == "constant":
@@ -423,7 +494,7 @@ def _resume(out: Path, config: TrainConfig,
                          f"({', '.join(record['sources'])}); delete it or choose another --out")
     record["train"].update(epochs=config.epochs, out=config.out, device=config.device)
     generator.train()
-    optimizer = torch.optim.Adam(generator.parameters(), lr=config.lr)
+    optimizer = make_optimizer(generator, config)
     if "optimizer" in record:
         optimizer.load_state_dict(optimizer_from_tensors(tensors, record["optimizer"]))
     return generator, record, optimizer

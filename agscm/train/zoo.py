@@ -179,14 +179,18 @@ def train_classifier(config: ZooConfig, out_path: Path, device: str = "cpu",
                          "model with agscm zoo publish")
     if stop_after_epoch is not None and stop_after_epoch < 1:
         raise AgscmError(f"stop after epoch {stop_after_epoch}: must be >= 1")
-    with exclusive(out_path, "training"):
-        return _train_classifier(config, out_path, device, test_limit, stop_after_epoch)
-
-
-def _train_classifier(config: ZooConfig, out_path: Path, device: str, test_limit: int | None,
-                      stop_after_epoch: int | None) -> Path:
     train_set = load_split(config.data, "train").subset(config.train_limit)
     test_set = load_split(config.data, "test").subset(test_limit)
+    if len(train_set.classes) < 2:
+        raise AgscmError(f"{config.data}: {len(train_set.classes)} class "
+                         f"({', '.join(train_set.classes)}); a classifier needs two or more")
+    with exclusive(out_path, "training"):
+        return _train_classifier(config, out_path, device, train_set, test_set,
+                                 stop_after_epoch)
+
+
+def _train_classifier(config: ZooConfig, out_path: Path, device: str, train_set: ImageSet,
+                      test_set: ImageSet, stop_after_epoch: int | None) -> Path:
     config = _resolved(config, train_set.channels)
     assert config.seed is not None
     torch.manual_seed(config.seed)

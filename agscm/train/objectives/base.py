@@ -8,7 +8,7 @@ plus its line in agscm.train.objectives.registry.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import ClassVar
 
 import torch
@@ -16,15 +16,23 @@ import torch
 
 @dataclass(frozen=True)
 class Needs:
-    """What the trainer must compute for an objective, beyond the adversarial logits."""
+    """What the trainer must compute for an objective. An objective that reads no logits (only
+    features) lets the trainer truncate the source after the feature layer."""
 
+    logits: bool = True  # the source's logits on the adversarial images
     clean_logits: bool = False  # the source's logits on the clean images (no gradient)
     gradcam: bool = False  # Grad-CAM maps of clean and adversarial images (differentiable)
     features: bool = False  # the feature layer's activations on clean and adversarial images
+    channel_weights: bool = False  # the clean image's Grad-CAM weights at the feature layer
 
     def __or__(self, other: Needs) -> Needs:
-        return Needs(self.clean_logits or other.clean_logits, self.gradcam or other.gradcam,
-                     self.features or other.features)
+        return Needs(**{f.name: getattr(self, f.name) or getattr(other, f.name)
+                        for f in fields(self)})
+
+    @classmethod
+    def nothing(cls) -> Needs:
+        """The needs of no objective at all (the start of a union)."""
+        return cls(**{f.name: False for f in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -40,10 +48,10 @@ class Settings:
 class SourcePass:
     """One source's view of one batch: what every objective of the run needed, computed once.
 
-    `goal` is the true label (untargeted) or the target class (targeted); fields an objective
-    did not ask for are None."""
+    `goal` is the true label (untargeted) or the target class (targeted); fields no objective
+    asked for are None (the logits too, when the source was truncated at the feature layer)."""
 
-    logits: torch.Tensor
+    logits: torch.Tensor | None
     goal: torch.Tensor
     targeted: bool
     clean_logits: torch.Tensor | None = None
@@ -51,6 +59,7 @@ class SourcePass:
     adversarial_maps: torch.Tensor | None = None
     clean_features: torch.Tensor | None = None
     adversarial_features: torch.Tensor | None = None
+    channel_weights: torch.Tensor | None = None  # (N, C), unit vectors
 
 
 class Objective:

@@ -22,6 +22,7 @@ class CarliniWagner(Objective):
     log_key = "adv"
 
     def term(self, view: SourcePass) -> torch.Tensor:
+        assert view.logits is not None, "the trainer computes what `needs` asks for"
         # untargeted: drive the true logit below the best other one; targeted: the reverse
         signed = -margin(view.logits, view.goal) if view.targeted else margin(view.logits,
                                                                               view.goal)

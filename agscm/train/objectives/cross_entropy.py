@@ -14,5 +14,6 @@ class CrossEntropy(Objective):
     log_key = "adv"
 
     def term(self, view: SourcePass) -> torch.Tensor:
+        assert view.logits is not None, "the trainer computes what `needs` asks for"
         loss = F.cross_entropy(view.logits, view.goal)
         return loss if view.targeted else -loss

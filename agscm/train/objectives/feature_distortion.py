@@ -25,7 +25,7 @@ def feature_loss(adversarial_features: torch.Tensor, clean_features: torch.Tenso
 class FeatureDistortion(Objective):
     name = "feature"
     log_key = "feature"
-    needs = Needs(features=True)
+    needs = Needs(logits=False, features=True)
 
     def term(self, view: SourcePass) -> torch.Tensor:
         assert view.adversarial_features is not None and view.clean_features is not None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from agscm.train.objectives.base import Objective
+from agscm.train.objectives.base import Needs, Objective
 
 
 def noise_loss(delta: torch.Tensor, bound: float) -> torch.Tensor:
@@ -18,6 +18,7 @@ class NoiseHinge(Objective):
     name = "noise"
     log_key = "noise"
     per_source = False
+    needs = Needs(logits=False)
 
     def perturbation_term(self, delta: torch.Tensor) -> torch.Tensor:
         return noise_loss(delta, self.settings.noise_bound)

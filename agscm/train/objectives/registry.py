@@ -9,6 +9,7 @@ from agscm.train.objectives.carlini_wagner import CarliniWagner
 from agscm.train.objectives.cross_entropy import CrossEntropy
 from agscm.train.objectives.feature_distortion import FeatureDistortion
 from agscm.train.objectives.gradcam import GradcamDistance
+from agscm.train.objectives.gradcam_features import GradcamWeightedFeatures
 from agscm.train.objectives.noise import NoiseHinge
 from agscm.train.objectives.relativistic import RelativisticCrossEntropy
 from agscm.train.objectives.softmax_mse import SoftmaxSquaredError
@@ -21,6 +22,7 @@ OBJECTIVES: dict[str, type[Objective]] = {objective.name: objective for objectiv
     RelativisticCrossEntropy,
     GradcamDistance,
     FeatureDistortion,
+    GradcamWeightedFeatures,
 )}
 
 # the choices of `--loss`: the objectives on the source's logits (the paper's loss_f and rce)

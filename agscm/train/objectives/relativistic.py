@@ -29,5 +29,6 @@ class RelativisticCrossEntropy(Objective):
     needs = Needs(clean_logits=True)
 
     def term(self, view: SourcePass) -> torch.Tensor:
-        assert view.clean_logits is not None, "the trainer computes what `needs` asks for"
+        assert view.logits is not None and view.clean_logits is not None, (
+            "the trainer computes what `needs` asks for")
         return relativistic_loss(view.logits, view.clean_logits, view.goal, view.targeted)

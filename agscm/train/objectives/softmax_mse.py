@@ -14,6 +14,7 @@ class SoftmaxSquaredError(Objective):
     log_key = "adv"
 
     def term(self, view: SourcePass) -> torch.Tensor:
+        assert view.logits is not None, "the trainer computes what `needs` asks for"
         one_hot = F.one_hot(view.goal, view.logits.shape[1]).to(view.logits.dtype)
         loss = (view.logits.softmax(dim=1) - one_hot).pow(2).sum(dim=1).mean()
         return loss if view.targeted else -loss

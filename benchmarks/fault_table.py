@@ -1,0 +1,88 @@
+"""Issue 31's training-side cases against two commits side by side: the table of docs/RESULTS.md.
+
+    python benchmarks/fault_table.py [--baseline 469672e] [--out benchmarks/results/training_faults.json]
+
+The baseline commit's source and this checkout each run on this venv's dependencies (the
+source is put first on PYTHONPATH), each with a `tiny` MNIST model it trained itself; every case
+of tests/training_faults.py runs against each in a fresh folder with real MNIST. Prints the
+Markdown table and writes the JSON. Cases that need root (a small tmpfs) say "not run" where
+this machine cannot build their layout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from hostile_cases import Unavailable  # noqa: E402
+from training_faults import CASES, FaultEnv, tiny_zoo  # noqa: E402
+
+DATA = Path(os.environ.get("AGSCM_DATA", REPO.parent / "shared" / "data"))
+
+
+def source_of(revision: str | None, target: Path) -> Path:
+    """The package source of `revision` (None: this checkout as it is) under `target`."""
+    if revision is None:
+        return REPO
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", revision, "agscm"],
+                             capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(target, filter="data")
+    return target
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--baseline", default="469672e")
+    parser.add_argument("--out", type=Path,
+                        default=REPO / "benchmarks/results/training_faults.json")
+    args = parser.parse_args()
+    agscm = [sys.executable, "-m", "agscm"]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="agscm-faults-") as work_dir:
+        work = Path(work_dir)
+        installs = {}
+        for name, revision in (("before", args.baseline), ("after", None)):
+            env = {**os.environ, "OMP_NUM_THREADS": "1", "AGSCM_THREADS": "1",
+                   "PYTHONPATH": str(source_of(revision, work / f"src-{name}")),
+                   "AGSCM_CACHE": str(work / f"cache-{name}")}
+            installs[name] = (env, tiny_zoo(agscm, env, DATA / "mnist", work / f"zoo-{name}"))
+        for case in CASES:
+            row = {"case": case.__name__}
+            for name, (env, zoo) in installs.items():
+                folder = Path(tempfile.mkdtemp(prefix=f"{case.__name__}-{name}-", dir=work))
+                try:
+                    outcome = case(FaultEnv(agscm, folder, DATA / "mnist", zoo, env))
+                    detail = outcome.detail.replace(f"{folder}/", "").replace(f"{work}/", "")
+                    row[name] = {"held": outcome.held, "detail": detail}
+                except Unavailable as exc:
+                    row[name] = {"held": None, "detail": f"not run: {exc}"}
+            rows.append(row)
+            print(f"{case.__name__}: before {row['before']['held']}, after "
+                  f"{row['after']['held']}", flush=True)
+    print(f"\n| case | before ({args.baseline}) | after |\n|---|---|---|")
+    for row in rows:
+        cells = [_cell(row[name]) for name in ("before", "after")]
+        print(f"| {row['case'].replace('_', ' ')} | {cells[0]} | {cells[1]} |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"baseline": args.baseline, "cases": rows}, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+def _cell(result: dict) -> str:
+    mark = {True: "held", False: "**failed**", None: "not run"}[result["held"]]
+    return f"{mark}: {result['detail'].replace('|', '/')}"
+
+
+if __name__ == "__main__":
+    main()

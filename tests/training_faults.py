@@ -1,0 +1,494 @@
+"""The training side under faults (issue 31), one function a case.
+
+Each case builds its layout under a fresh folder, runs `agscm zoo train`, `agscm train` or
+`agscm evaluate` (any install: this checkout, or another commit's source on the same
+dependencies), and says whether the principle held: no traceback, a one-line error that names
+what is wrong and a non-zero exit for bad input, no silent use of bad state, no lost finished
+work, and a killed run that resumes to the same result as an uninterrupted one (bit for bit:
+on the CPU the trainers are seeded per epoch). tests/test_training_faults.py runs every case
+against this checkout; benchmarks/fault_table.py runs them against two commits side by side
+(the table in docs/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import gzip
+import random
+import shutil
+import signal
+import subprocess
+import tarfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from hostile_cases import Outcome, Unavailable, clean_exit, one_line_refusal, snapshot
+from PIL import Image
+
+
+@dataclass
+class FaultEnv:
+    """What a case gets: the command that runs agscm, a fresh folder, real MNIST and a zoo
+    folder holding `tiny` (a natural MNIST CNN trained briefly by this checkout)."""
+
+    agscm: list[str]
+    work: Path
+    mnist: Path
+    zoo: Path
+    env: dict[str, str]
+
+    def run(self, *args: str | Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*self.agscm, *map(str, args)], capture_output=True, text=True,
+                              timeout=timeout, env=self.env, cwd=self.work)
+
+    def start(self, *args: str | Path) -> subprocess.Popen[str]:
+        return subprocess.Popen([*self.agscm, *map(str, args)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, env=self.env, cwd=self.work)
+
+
+def tiny_zoo(agscm: list[str], env: dict[str, str], mnist: Path, zoo: Path) -> Path:
+    """`tiny`: the MNIST CNN after one epoch on 1,024 digits (the cases' source)."""
+    result = subprocess.run([*agscm, "zoo", "train", str(mnist), "--name", "tiny", "--zoo",
+                             str(zoo), "--epochs", "1", "--train-limit", "1024"],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return zoo
+
+
+# --- the commands, small ----------------------------------------------------------------------
+
+def zoo_args(env: FaultEnv, zoo: Path, *extra: str) -> list[str | Path]:
+    return ["zoo", "train", env.mnist, "--name", "k", "--zoo", zoo, "--epochs", "3",
+            "--train-limit", "512", *extra]
+
+
+def train_args(env: FaultEnv, out: Path, data: Path | None = None, *extra: str) -> list[str | Path]:
+    return ["train", data or env.mnist, "--source", "tiny", "--zoo", env.zoo, "-o", out,
+            "--epochs", "3", "--train-limit", "256", "--val-limit", "64", "--width", "4",
+            "--residual-blocks", "1", "--batch-size", "64", *extra]
+
+
+def tensors_of(path: Path) -> dict[str, np.ndarray]:
+    """A checkpoint's tensors as numpy arrays, read with safetensors alone."""
+    from safetensors.numpy import load_file
+
+    return load_file(str(path))
+
+
+def same_tensors(first: Path, second: Path) -> str | None:
+    """None when both checkpoints hold the same tensors bit for bit; else the first difference."""
+    a, b = tensors_of(first), tensors_of(second)
+    if a.keys() != b.keys():
+        return f"different tensors ({sorted(a.keys() ^ b.keys())[:3]})"
+    for name in sorted(a):
+        if a[name].shape != b[name].shape or not np.array_equal(a[name], b[name]):
+            return f"tensor {name} differs"
+    return None
+
+
+# --- 1. kill -9 at random moments -------------------------------------------------------------
+
+def _killed_and_resumed(env: FaultEnv, make_args: Callable[[Path], list[str | Path]],
+                        resume_flag: tuple[str, ...], seed: int, kills: int = 3) -> Outcome:
+    """Run once uninterrupted (timed); then `kills` times: start afresh, SIGKILL at a seeded
+    moment within the reference's duration, rerun to the end (the same command, plus
+    `resume_flag`); each final checkpoint must equal the reference's bit for bit."""
+    reference = env.work / "reference"
+    reference.mkdir()
+    start = time.perf_counter()
+    done = env.run(*make_args(reference))
+    duration = time.perf_counter() - start
+    if done.returncode != 0:
+        return Outcome(False, f"the uninterrupted run failed: {_last_line(done)}")
+    expected = _checkpoint_in(reference)
+    draws = random.Random(seed)
+    moments = []
+    for attempt in range(kills):
+        folder = env.work / f"killed-{attempt}"
+        folder.mkdir()
+        moment = draws.uniform(0.2, 0.95) * duration
+        moments.append(f"{moment:.1f}")
+        process = env.start(*make_args(folder))
+        time.sleep(moment)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        rerun = env.run(*make_args(folder), *resume_flag)
+        problem = clean_exit(rerun)
+        if problem or rerun.returncode != 0:
+            return Outcome(False, f"rerun after a kill at {moment:.1f} s: "
+                                  f"{problem or _last_line(rerun)}")
+        found = _checkpoint_in(folder)
+        difference = same_tensors(expected, found) if found else "no checkpoint"
+        if difference:
+            return Outcome(False, f"after a kill at {moment:.1f} s: {difference}")
+        leftovers = [p.name for p in folder.iterdir() if ".agscm-tmp" in p.name]
+        if leftovers:
+            return Outcome(False, f"temp files left: {leftovers}")
+    return Outcome(True, f"killed at {', '.join(moments)} s of {duration:.0f}; every rerun "
+                         "ended bit for bit equal to the uninterrupted run")
+
+
+def _checkpoint_in(folder: Path) -> Path | None:
+    found = sorted(p for p in folder.glob("*.safetensors"))
+    return found[0] if found else None
+
+
+def zoo_train_killed_at_random_moments(env: FaultEnv) -> Outcome:
+    return _killed_and_resumed(env, lambda folder: zoo_args(env, folder), (), seed=31)
+
+
+def generator_train_killed_at_random_moments(env: FaultEnv) -> Outcome:
+    return _killed_and_resumed(env, lambda folder: train_args(env, folder / "g.safetensors"),
+                               ("--resume",), seed=32)
+
+
+# --- 2. full disk while saving ----------------------------------------------------------------
+
+def _small_disk(folder: Path, size: int) -> None:
+    folder.mkdir(parents=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                      capture_output=True).returncode != 0:
+        raise Unavailable("cannot mount a small tmpfs here (needs root)")
+
+
+def _unmount(folder: Path) -> None:
+    subprocess.run(["umount", str(folder)], capture_output=True)
+
+
+def checkpoint_on_a_full_disk(env: FaultEnv) -> Outcome:
+    """Room for one generator checkpoint and its log, not for the next epoch's temp copy
+    beside it: one line, exit non-zero, and the last finished epoch's checkpoint intact
+    (it resumes to the end once there is room)."""
+    probe = env.work / "probe"
+    probe.mkdir()
+    if env.run(*train_args(env, probe / "g.safetensors", None, "--epochs", "1")).returncode:
+        return Outcome(False, "the probe run failed")
+    size = (probe / "g.safetensors").stat().st_size
+    disk = env.work / "disk"
+    _small_disk(disk, int(size * 1.5))
+    try:
+        first = env.run(*train_args(env, disk / "g.safetensors"))
+        saved = env.work / "saved"
+        shutil.copytree(disk, saved)
+    finally:
+        _unmount(disk)
+    problem = clean_exit(first)
+    if problem:
+        return Outcome(False, problem)
+    if first.returncode == 0:
+        return Outcome(False, "exit 0 on a full disk")
+    checkpoint = saved / "g.safetensors"
+    if not checkpoint.is_file():
+        return Outcome(False, "no checkpoint of a finished epoch left")
+    temps = [p.name for p in saved.iterdir() if ".agscm-tmp" in p.name]
+    rerun = env.run(*train_args(env, checkpoint), "--resume")
+    if rerun.returncode != 0 or temps:
+        return Outcome(False, f"temp files {temps}; resume: {_last_line(rerun)}")
+    return Outcome(True, f"exit {first.returncode}: {_error_line(first)}; the kept checkpoint "
+                         "resumed to the end")
+
+
+# --- 3. corrupt or truncated state ------------------------------------------------------------
+
+def _truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
+
+
+def truncated_generator_checkpoint(env: FaultEnv) -> Outcome:
+    out = env.work / "g.safetensors"
+    if env.run(*train_args(env, out, None, "--epochs", "1")).returncode:
+        return Outcome(False, "the first run failed")
+    _truncate(out)
+    before = out.read_bytes()
+    result = env.run(*train_args(env, out), "--resume")
+    outcome = one_line_refusal(result, str(out.name))
+    if outcome.held and out.read_bytes() != before:
+        return Outcome(False, "the corrupt checkpoint was overwritten")
+    return outcome
+
+
+def truncated_zoo_checkpoint(env: FaultEnv) -> Outcome:
+    zoo = env.work / "zoo"
+    if env.run(*zoo_args(env, zoo, "--epochs", "1")).returncode:
+        return Outcome(False, "the first run failed")
+    _truncate(zoo / "k.safetensors")
+    return one_line_refusal(env.run(*zoo_args(env, zoo)), "k.safetensors")
+
+
+def source_weights_with_a_wrong_sha256(env: FaultEnv) -> Outcome:
+    """A catalogued zoo whose weight file no longer matches its catalog entry."""
+    zoo = env.work / "zoo"
+    shutil.copytree(env.zoo, zoo)
+    weights = zoo / "tiny.safetensors"
+    import hashlib
+    import json
+
+    catalog = {"format": 1, "models": {"tiny": {
+        "file": weights.name, "size_bytes": weights.stat().st_size,
+        "sha256": hashlib.sha256(weights.read_bytes() + b"other").hexdigest()}}}
+    (zoo / "catalog.json").write_text(json.dumps(catalog))
+    result = env.run("train", env.mnist, "--source", "tiny", "--zoo", zoo, "-o",
+                     env.work / "g.safetensors", "--epochs", "1", "--train-limit", "64")
+    outcome = one_line_refusal(result, "sha256")
+    if outcome.held and (env.work / "g.safetensors").exists():
+        return Outcome(False, "trained anyway")
+    return outcome
+
+
+def _evaluate(env: FaultEnv, cache: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return env.run("evaluate", "--data", env.mnist, "--zoo", env.zoo, "--source", "tiny",
+                   "--target", "tiny", "--method", "fgsm", "--method", "noise", "--limit", "64",
+                   "--cache", cache, "--out", out)
+
+
+def corrupt_cached_crafted_set(env: FaultEnv) -> Outcome:
+    """A crafted set in the cache cut short: detected, recomputed, the same table."""
+    cache = env.work / "cache"
+    first = _evaluate(env, cache, env.work / "first")
+    if first.returncode != 0:
+        return Outcome(False, f"the first run failed: {_last_line(first)}")
+    crafted = sorted(p for p in cache.rglob("*.npz"))
+    if not crafted:
+        return Outcome(False, "no crafted set in the cache")
+    for path in crafted:
+        _truncate(path)
+    second = _evaluate(env, cache, env.work / "second")
+    problem = clean_exit(second)
+    if problem or second.returncode != 0:
+        return Outcome(False, problem or _last_line(second))
+    if not _table(env.work / "first") or _table(env.work / "first") != _table(
+            env.work / "second"):
+        return Outcome(False, "the table changed")
+    return Outcome(True, f"{len(crafted)} truncated file(s) recomputed; the same table")
+
+
+TIMING_COLUMNS = {"images_per_second", "seconds", "cached"}  # how a cell was made, not what
+
+
+def _table(folder: Path) -> list[dict[str, str]]:
+    """The transfer table's cells without the columns that time them."""
+    import csv
+
+    files = sorted(folder.rglob("*.csv"))
+    if not files:
+        return []
+    with open(files[0], newline="") as handle:
+        return [{key: value for key, value in row.items() if key not in TIMING_COLUMNS}
+                for row in csv.DictReader(handle)]
+
+
+# --- 4. two processes on one output -----------------------------------------------------------
+
+def two_trainings_into_one_checkpoint(env: FaultEnv) -> Outcome:
+    out = env.work / "g.safetensors"
+    first = env.start(*train_args(env, out))
+    time.sleep(4)
+    second = env.run(*train_args(env, out), "--resume")
+    first.wait()
+    problem = clean_exit(second)
+    if problem:
+        return Outcome(False, problem)
+    if first.returncode != 0:
+        return Outcome(False, "the first run failed")
+    if second.returncode == 0:
+        return Outcome(False, "both ran into one checkpoint")
+    return Outcome(True, f"exit {second.returncode}: {_error_line(second)}")
+
+
+def two_evaluations_on_one_cache(env: FaultEnv) -> Outcome:
+    cache = env.work / "cache"
+    runs = [env.start("evaluate", "--data", env.mnist, "--zoo", env.zoo, "--source", "tiny",
+                      "--target", "tiny", "--method", "fgsm", "--method", "noise", "--limit",
+                      "64", "--cache", cache, "--out", env.work / f"out-{index}")
+            for index in range(2)]
+    codes = [process.wait() for process in runs]
+    errors = [process.stderr.read() if process.stderr else "" for process in runs]
+    if any("Traceback" in text for text in errors):
+        return Outcome(False, "traceback")
+    if codes != [0, 0]:
+        return Outcome(False, f"exit codes {codes}")
+    if _table(env.work / "out-0") != _table(env.work / "out-1"):
+        return Outcome(False, "different tables")
+    return Outcome(True, "both finished with the same table")
+
+
+# --- 5. bad data sets -------------------------------------------------------------------------
+
+def _png(path: Path, size: tuple[int, int] = (28, 28), mode: str = "L", seed: int = 0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], len(mode)))
+    Image.fromarray(pixels.astype(np.uint8).squeeze()).convert(mode).save(path)
+
+
+def _train_refused(env: FaultEnv, data: Path, words: str) -> Outcome:
+    out = env.work / "g.safetensors"
+    outcome = one_line_refusal(env.run(*train_args(env, out, data)), words)
+    if outcome.held and out.exists():
+        return Outcome(False, "a checkpoint was written")
+    return outcome
+
+
+def empty_data_folder(env: FaultEnv) -> Outcome:
+    (env.work / "empty").mkdir()
+    return _train_refused(env, env.work / "empty", "empty")
+
+
+def data_folder_with_one_class(env: FaultEnv) -> Outcome:
+    for index in range(20):
+        _png(env.work / "one" / "train" / "7" / f"{index}.png", seed=index)
+        _png(env.work / "one" / "test" / "7" / f"{index}.png", seed=100 + index)
+    return _train_refused(env, env.work / "one", "class")
+
+
+def zoo_data_folder_with_one_class(env: FaultEnv) -> Outcome:
+    for index in range(20):
+        _png(env.work / "one" / "train" / "7" / f"{index}.png", seed=index)
+        _png(env.work / "one" / "test" / "7" / f"{index}.png", seed=100 + index)
+    zoo = env.work / "zoo"
+    outcome = one_line_refusal(env.run("zoo", "train", env.work / "one", "--name", "one",
+                                       "--zoo", zoo), "class")
+    if outcome.held and zoo.exists():
+        return Outcome(False, "the zoo folder was written")
+    return outcome
+
+
+def images_of_mixed_sizes(env: FaultEnv) -> Outcome:
+    for split in ("train", "test"):
+        for label in ("0", "1"):
+            for index in range(10):
+                size = (28, 28) if index % 2 else (32, 30)
+                _png(env.work / "mixed" / split / label / f"{index}.png", size, seed=index)
+    return _train_refused(env, env.work / "mixed", "size")
+
+
+def a_corrupt_jpeg_among_many(env: FaultEnv) -> Outcome:
+    root = env.work / "jpegs"
+    for split, count in (("train", 600), ("test", 100)):
+        for index in range(count):
+            path = root / split / str(index % 10) / f"{index:04d}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.random.default_rng(index).integers(0, 256, (28, 28)).astype(
+                np.uint8)).save(path)
+    broken = root / "train" / "3" / "0123.jpg"
+    broken.write_bytes(broken.read_bytes()[:40])
+    return _train_refused(env, root, "0123.jpg")
+
+
+def idx_labels_out_of_range(env: FaultEnv) -> Outcome:
+    folder = env.work / "idx"
+    folder.mkdir()
+    for prefix in ("train", "t10k"):
+        for suffix in ("images-idx3-ubyte.gz", "labels-idx1-ubyte.gz"):
+            shutil.copyfile(env.mnist / f"{prefix}-{suffix}", folder / f"{prefix}-{suffix}")
+    labels = folder / "train-labels-idx1-ubyte.gz"
+    data = bytearray(gzip.decompress(labels.read_bytes()))
+    data[8 + 5] = 42  # the sixth label, out of 0..9
+    labels.write_bytes(gzip.compress(bytes(data)))
+    return _train_refused(env, folder, "label")
+
+
+def truncated_archive(env: FaultEnv) -> Outcome:
+    archive = env.work / "digits.tar.gz"
+    source = env.work / "tree"
+    for split in ("train", "test"):
+        for index in range(40):
+            _png(source / split / str(index % 2) / f"{index}.png", seed=index)
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(source, arcname="digits")
+    _truncate(archive, 0.6)
+    return _train_refused(env, archive, "digits.tar.gz")
+
+
+def images_the_source_cannot_read(env: FaultEnv) -> Outcome:
+    for split in ("train", "test"):
+        for index in range(20):
+            _png(env.work / "colour" / split / str(index % 2) / f"{index}.png", (32, 32),
+                 "RGB", seed=index)
+    return _train_refused(env, env.work / "colour", "channel")
+
+
+# --- 6. bad settings --------------------------------------------------------------------------
+
+def _setting_refused(env: FaultEnv, words: str, *extra: str,
+                     command: str = "train") -> Outcome:
+    out = env.work / "g.safetensors"
+    args = (train_args(env, out, None, *extra) if command == "train"
+            else zoo_args(env, env.work / "zoo", *extra))
+    before = snapshot(env.work)
+    outcome = one_line_refusal(env.run(*args), words)
+    if outcome.held and snapshot(env.work) != before:
+        return Outcome(False, "something was written")
+    return outcome
+
+
+def eps_zero(env: FaultEnv) -> Outcome:
+    return _setting_refused(env, "eps", "--eps", "0")
+
+
+def eps_negative(env: FaultEnv) -> Outcome:
+    return _setting_refused(env, "eps", "--eps", "-0.1")
+
+
+def eps_nan(env: FaultEnv) -> Outcome:
+    return _setting_refused(env, "eps", "--eps", "nan")
+
+
+def zoo_eps_nan(env: FaultEnv) -> Outcome:
+    return _setting_refused(env, "eps", "--kind", "adv", "--eps", "nan", command="zoo")
+
+
+def a_layer_the_source_lacks(env: FaultEnv) -> Outcome:
+    return _setting_refused(env, "nope", "--feature-weight", "1", "--feature-layer", "nope")
+
+
+def an_unknown_recipe(env: FaultEnv) -> Outcome:
+    return _setting_refused(env, "fast", "--recipe", "fast")
+
+
+def an_unknown_objective(env: FaultEnv) -> Outcome:
+    return _setting_refused(env, "loss", "--loss", "hinge")
+
+
+def resume_with_changed_settings(env: FaultEnv) -> Outcome:
+    out = env.work / "g.safetensors"
+    if env.run(*train_args(env, out, None, "--epochs", "1")).returncode:
+        return Outcome(False, "the first run failed")
+    before = out.read_bytes()
+    outcome = one_line_refusal(env.run(*train_args(env, out), "--resume", "--lr", "0.5"),
+                               "different config")
+    if outcome.held and out.read_bytes() != before:
+        return Outcome(False, "the checkpoint changed")
+    return outcome
+
+
+# ----------------------------------------------------------------------------------------------
+
+def _last_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in (result.stderr or "").splitlines() if line.strip()]
+    return f"exit {result.returncode}: {lines[-1][:160] if lines else ''}"
+
+
+def _error_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    return (lines[0] if lines else result.stderr.strip().splitlines()[-1])[:160]
+
+
+QUICK_CASES: list[Callable[[FaultEnv], Outcome]] = [
+    truncated_generator_checkpoint, truncated_zoo_checkpoint,
+    source_weights_with_a_wrong_sha256, corrupt_cached_crafted_set,
+    two_trainings_into_one_checkpoint, two_evaluations_on_one_cache,
+    empty_data_folder, data_folder_with_one_class, zoo_data_folder_with_one_class,
+    images_of_mixed_sizes,
+    a_corrupt_jpeg_among_many, idx_labels_out_of_range, truncated_archive,
+    images_the_source_cannot_read,
+    eps_zero, eps_negative, eps_nan, zoo_eps_nan, a_layer_the_source_lacks, an_unknown_recipe,
+    an_unknown_objective, resume_with_changed_settings,
+]
+SLOW_CASES: list[Callable[[FaultEnv], Outcome]] = [
+    zoo_train_killed_at_random_moments, generator_train_killed_at_random_moments,
+    checkpoint_on_a_full_disk,
+]
+CASES = QUICK_CASES + SLOW_CASES
