@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from dataclasses import asdict
@@ -183,6 +184,7 @@ def main() -> None:
                   f"{cache['mib']} MiB")
     result = {"source": str(args.source or f"random-init {source.stem.removeprefix('random-')}"),
               "data": args.data, "batch_size": args.batch_size,
+              "load_average_1min_at_end": round(os.getloadavg()[0], 2),
               "steps": args.steps, "torch_threads": torch.get_num_threads(),
               "images_per_second": rows, "clean_map_cache": cache}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

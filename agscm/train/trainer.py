@@ -4,10 +4,11 @@ Each epoch: minimise mu L_noise + sum_s w_s (L_adv,s + lambda L_gradcam,s + beta
 + any further objectives over the `fit` split (the training images without the validation
 ones), then validate on the `val` split (source accuracy on x', L-inf/L2 of delta, Grad-CAM
 distance, the share of images sent to the most common wrong class). mu = 1 and beta = 0 is
-the paper; every term is an objective of agscm.train.objectives, and input diversity may
-transform each batch before the sources see it. The checkpoint (weights, Adam state, history)
-and a JSON log are rewritten atomically after every epoch; `resume=True` continues from the
-last finished epoch and gives the same weights as an uninterrupted run (seeded per epoch).
+the paper; every term is an objective of agscm.train.objectives, and input views
+(agscm.train.views) may change each batch before the sources see it. The checkpoint
+(weights, Adam state, history) and a JSON log are rewritten atomically after every epoch;
+`resume=True` continues from the last finished epoch and gives the same weights as an
+uninterrupted run (seeded per epoch).
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ from agscm.models.generator_checkpoint import load_generator, save_generator
 from agscm.models.gradcam import GradCAM, channel_weights, gradcam_distance, resolve_layer
 from agscm.models.registry import load_classifier
 from agscm.progress import format_metrics, make_progress
-from agscm.train.input_diversity import diverse_pair
 from agscm.train.objectives import (
     ADVERSARIAL_LOSSES,
     Needs,
@@ -51,6 +51,7 @@ from agscm.train.objectives import (
     create_objective,
     parse_weighted,
 )
+from agscm.train.views import View, create_view, parse_view
 
 
 @dataclass
@@ -84,6 +85,7 @@ class TrainConfig:
     feature_layer: str | None = None  # its layer in every source; None: the Grad-CAM layer
     objectives: list[str] = field(default_factory=list)  # more terms, NAME@WEIGHT (registry)
     diversity: float = 0.0  # probability that a batch is resized and padded (input diversity)
+    views: list[str] = field(default_factory=list)  # more input views, NAME@STRENGTH (registry)
     first_order: bool = False
     adv_weight: float = 1.0  # weight of L_adv (0: the feature objectives alone)
     cam_weight_copies: int = 1  # masked copies the Grad-CAM channel weights are averaged over
@@ -117,6 +119,8 @@ class TrainConfig:
                              f"{', '.join(ADVERSARIAL_LOSSES)}")
         for text in self.objectives:
             parse_weighted(text)
+        for text in self.views:
+            parse_view(text)
         if self.c is not None and self.c < 0:
             raise AgscmError(f"the hinge bound c must be >= 0, got {self.c}")
         if self.noise_weight < 0 or self.feature_weight < 0:
@@ -141,6 +145,11 @@ class TrainConfig:
         if self.output not in OUTPUTS:
             raise AgscmError(f"unknown generator output {self.output!r}; choose one of "
                              f"{', '.join(OUTPUTS)}")
+
+    def view_strengths(self) -> list[tuple[str, float]]:
+        """The input views as (name, strength): input diversity at `diversity`, then `views`."""
+        named = [("diversity", self.diversity), *map(parse_view, self.views)]
+        return [(name, strength) for name, strength in named if strength > 0]
 
     def weighted_objectives(self) -> list[tuple[str, float]]:
         """The loss as (objective name, weight) pairs: mu L_noise + a L_adv + lambda L_gradcam
@@ -214,10 +223,10 @@ def clean_map_cache(sources: list[LoadedSource], data: ImageSet,
     """Every training image's clean Grad-CAM map for each source, computed once.
 
     They stay constant while the generator trains, and recomputing them took about a fifth
-    of each step. None when no objective reads Grad-CAM maps, when input diversity changes
+    of each step. None when no objective reads Grad-CAM maps, when an input view changes
     the clean images from step to step, or when the maps would not fit the memory budget.
     """
-    if not objective_needs(build_objectives(config)).gradcam or config.diversity > 0:
+    if not objective_needs(build_objectives(config)).gradcam or config.view_strengths():
         return None
     images, labels = next(iterate_batches(data.subset(1), 1, device=config.device))
     per_image = sum(s.cam(images, labels, create_graph=False)[0].numel() for s in sources)
@@ -231,8 +240,8 @@ def channel_weight_cache(sources: list[LoadedSource], data: ImageSet,
                          config: TrainConfig) -> list[torch.Tensor] | None:
     """Every training image's clean Grad-CAM channel weights (N, C) for each source, computed
     once (they do not depend on the generator; with masked copies they cost several passes).
-    None when no objective reads them or input diversity changes the clean images."""
-    if not objective_needs(build_objectives(config)).channel_weights or config.diversity > 0:
+    None when no objective reads them or an input view changes the clean images."""
+    if not objective_needs(build_objectives(config)).channel_weights or config.view_strengths():
         return None
     masks = torch.Generator().manual_seed(config.seed * 100_043)
     return [torch.cat([source_channel_weights(source, images, labels, config, masks)
@@ -261,6 +270,11 @@ def build_objectives(config: TrainConfig) -> list[tuple[Objective, float]]:
             for name, weight in config.weighted_objectives()]
 
 
+def build_views(config: TrainConfig) -> list[View]:
+    """The config's input views, made, in order."""
+    return [create_view(name, strength) for name, strength in config.view_strengths()]
+
+
 def objective_needs(objectives: list[tuple[Objective, float]]) -> Needs:
     needs = Needs.nothing()
     for objective, _ in objectives:
@@ -283,8 +297,8 @@ def step_loss(generator: Generator, sources: list[LoadedSource], images: torch.T
     is computed once (`source_pass`).
 
     `clean_maps`, `clean_weights`: this batch's clean Grad-CAM maps and channel weights per
-    source, if cached; else computed here. `draws`: the random source of input diversity
-    (needed when `config.diversity` > 0) and of the weights' masks when computed here.
+    source, if cached; else computed here. `draws`: the random source of the input views
+    (needed when the config has any) and of the weights' masks when computed here.
     `objectives`: made once per run by `build_objectives` (made here when not given).
     """
     objectives = objectives if objectives is not None else build_objectives(config)
@@ -294,9 +308,9 @@ def step_loss(generator: Generator, sources: list[LoadedSource], images: torch.T
     delta = generator.perturbation(images)
     adversarial = (images + delta).clamp(0, 1)
     clean_view, adversarial_view = images, adversarial
-    if config.diversity > 0:
-        assert draws is not None, "input diversity needs a random generator"
-        clean_view, adversarial_view = diverse_pair(images, adversarial, config.diversity, draws)
+    for view in build_views(config):
+        assert draws is not None, "input views need a random generator"
+        clean_view, adversarial_view = view(clean_view, adversarial_view, draws)
     sums = [objective.perturbation_term(delta) if not objective.per_source else torch.zeros(())
             for objective, _ in objectives]
     for index, source in enumerate(sources):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from agscm.train.views.base import View
+
 MIN_SCALE = 0.8  # the shrunk image keeps at least this fraction of each side
 
 
@@ -32,3 +34,13 @@ def diverse_pair(clean: torch.Tensor, adversarial: torch.Tensor, probability: fl
         return F.pad(small, pad)
 
     return reshape(clean), reshape(adversarial)
+
+
+class InputDiversity(View):
+    """The pair resized and padded with probability `strength`."""
+
+    name = "diversity"
+
+    def __call__(self, clean: torch.Tensor, adversarial: torch.Tensor,
+                 draws: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return diverse_pair(clean, adversarial, self.strength, draws)
