@@ -38,6 +38,7 @@ class FaultEnv:
     mnist: Path
     zoo: Path
     env: dict[str, str]
+    kills: int = 3  # SIGKILLs per killed-run case (the table's three; the test suite's one)
 
     def run(self, *args: str | Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*self.agscm, *map(str, args)], capture_output=True, text=True,
@@ -91,8 +92,8 @@ def same_tensors(first: Path, second: Path) -> str | None:
 # --- 1. kill -9 at random moments -------------------------------------------------------------
 
 def _killed_and_resumed(env: FaultEnv, make_args: Callable[[Path], list[str | Path]],
-                        resume_flag: tuple[str, ...], seed: int, kills: int = 3) -> Outcome:
-    """Run once uninterrupted (timed); then `kills` times: start afresh, SIGKILL at a seeded
+                        resume_flag: tuple[str, ...], seed: int) -> Outcome:
+    """Run once uninterrupted (timed); then `env.kills` times: start afresh, SIGKILL at a seeded
     moment within the reference's duration, rerun to the end (the same command, plus
     `resume_flag`); each final checkpoint must equal the reference's bit for bit."""
     reference = env.work / "reference"
@@ -105,7 +106,7 @@ def _killed_and_resumed(env: FaultEnv, make_args: Callable[[Path], list[str | Pa
     expected = _checkpoint_in(reference)
     draws = random.Random(seed)
     moments = []
-    for attempt in range(kills):
+    for attempt in range(env.kills):
         folder = env.work / f"killed-{attempt}"
         folder.mkdir()
         moment = draws.uniform(0.2, 0.95) * duration
@@ -290,7 +291,7 @@ def corrupt_cached_predictions(env: FaultEnv) -> Outcome:
                          "table")
 
 
-def evaluate_killed_at_random_moments(env: FaultEnv, kills: int = 3) -> Outcome:
+def evaluate_killed_at_random_moments(env: FaultEnv) -> Outcome:
     """`evaluate` killed while crafting or scoring, each time with a fresh cache and output,
     then rerun: the same table as an uninterrupted run's (timings aside)."""
     start = time.perf_counter()
@@ -301,7 +302,7 @@ def evaluate_killed_at_random_moments(env: FaultEnv, kills: int = 3) -> Outcome:
     expected = _table(env.work / "reference")
     draws = random.Random(33)
     moments = []
-    for attempt in range(kills):
+    for attempt in range(env.kills):
         cache, out = env.work / f"cache-{attempt}", env.work / f"out-{attempt}"
         moment = draws.uniform(0.3, 0.95) * duration
         moments.append(f"{moment:.1f}")

@@ -184,13 +184,15 @@ def train_classifier(config: ZooConfig, out_path: Path, device: str = "cpu",
     if len(train_set.classes) < 2:
         raise AgscmError(f"{config.data}: {len(train_set.classes)} class "
                          f"({', '.join(train_set.classes)}); a classifier needs two or more")
+    commit = source_commit()  # now, while the code that runs is the checkout's
     with exclusive(out_path, "training"):
         return _train_classifier(config, out_path, device, train_set, test_set,
-                                 stop_after_epoch)
+                                 stop_after_epoch, commit)
 
 
 def _train_classifier(config: ZooConfig, out_path: Path, device: str, train_set: ImageSet,
-                      test_set: ImageSet, stop_after_epoch: int | None) -> Path:
+                      test_set: ImageSet, stop_after_epoch: int | None,
+                      commit: str | None) -> Path:
     config = _resolved(config, train_set.channels)
     assert config.seed is not None
     torch.manual_seed(config.seed)
@@ -218,7 +220,7 @@ def _train_classifier(config: ZooConfig, out_path: Path, device: str, train_set:
             if config.kind != "natural":
                 row["pgd10_acc"] = robust_accuracy(model, test_set.subset(ROBUST_CHECK_IMAGES),
                                                    config, device)
-            meta["history"].append({**row, "device": str(device), "commit": source_commit()})
+            meta["history"].append({**row, "device": str(device), "commit": commit})
             meta["epoch"] = epoch + 1
             tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
             optim_tensors, optim_rest = optimizer_to_tensors(optimizer.state_dict())
