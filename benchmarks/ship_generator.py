@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from agscm.data import load_split
+from agscm.digest import file_digest
 from agscm.models.checkpoint import read_meta
 from agscm.runtime import Perturber
 from agscm.runtime.pretrained import write_card
@@ -58,6 +59,16 @@ def crafting_speed(model: Path, data: str) -> dict[str, Any]:
                f"{platform.processor() or platform.machine()}), batches of 256 test images and one "
                f"1920x1080 image, {SPEED_SECONDS:.0f} s each after a warm-up call "
                "(python benchmarks/ship_generator.py)"}
+
+
+def kept_crafting(model: Path) -> dict[str, Any]:
+    """The crafting speed recorded in the card beside `model`, if that card was written for
+    this very file."""
+    card = json.loads(model.with_suffix(".json").read_text())
+    if card["sha256"] != file_digest(model):
+        raise SystemExit(f"{model}: the card beside it was written for another file; measure "
+                         "the crafting speed again (drop --keep-crafting)")
+    return card["crafting"]
 
 
 def transfer_cells(table_path: Path, source: str, generator_method: str) -> dict[str, Any]:
@@ -92,6 +103,10 @@ def main() -> None:
     parser.add_argument("--summary", required=True)
     parser.add_argument("--train-command", required=True)
     parser.add_argument("--default", action="store_true")
+    parser.add_argument("--keep-crafting", action="store_true",
+                        help="keep the crafting speed of the card already beside the model, "
+                             "measured on this very file (its sha256 must match): for a table "
+                             "that changed while the file did not")
     args = parser.parse_args()
     meta = read_meta(args.checkpoint)
     model = args.model
@@ -104,7 +119,9 @@ def main() -> None:
                                if k.startswith("val_") or k == "collapse"}}
     card = write_card(model, summary=args.summary, recipe=meta["recipe"], training=training,
                       transfer=transfer_cells(args.table, meta["sources"][0], args.method),
-                      crafting=crafting_speed(model, meta["train"]["data"]), default=args.default)
+                      crafting=(kept_crafting(model) if args.keep_crafting
+                                else crafting_speed(model, meta["train"]["data"])),
+                      default=args.default)
     print(f"{model}: {card.size_bytes / 1e6:.2f} MB, sha256 {card.sha256[:16]}..., "
           f"{card.crafting['images_per_second']:.0f} images/s here")
 
