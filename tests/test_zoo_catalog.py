@@ -164,9 +164,9 @@ def test_early_stopped_pgd_is_never_weaker_than_plain_pgd(trained_mlp, mnist_dir
     assert early[6] < early[2] < early[0]
 
 
-def test_a_second_run_into_the_same_checkpoint_is_refused(mnist_dir, tmp_path) -> None:
+def test_a_second_run_into_the_same_checkpoint_is_refused(mnist_dir, tiny_zoo, tmp_path) -> None:
     from agscm.locks import exclusive
-    from agscm.train.trainer import TrainConfig, train_generator
+    from agscm.train.trainer import SourceSpec, TrainConfig, train_generator
 
     path = tmp_path / "busy.safetensors"
     with exclusive(path, "training"):  # as a first run holds it
@@ -174,8 +174,10 @@ def test_a_second_run_into_the_same_checkpoint_is_refused(mnist_dir, tmp_path) -
             train_classifier(ZooConfig(data=str(mnist_dir), arch="mlp", epochs=1,
                                        train_limit=100), path, test_limit=50)
         with pytest.raises(AgscmError, match="another agscm process is training it"):
+            # (a valid source: every other check of the run comes before the lock)
             train_generator(TrainConfig(data=str(mnist_dir), out=str(path), epochs=1,
-                                        train_limit=64, val_limit=32, zoo_dir=str(tmp_path)))
+                                        sources=[SourceSpec("tiny-natural")], train_limit=64,
+                                        val_limit=32, zoo_dir=str(tiny_zoo)))
     assert not path.exists()
     train_classifier(ZooConfig(data=str(mnist_dir), arch="mlp", epochs=1, train_limit=100), path,
                      test_limit=50)  # free again once the first run ends

@@ -61,8 +61,8 @@ def tiny_zoo(agscm: list[str], env: dict[str, str], mnist: Path, zoo: Path) -> P
 # --- the commands, small ----------------------------------------------------------------------
 
 def zoo_args(env: FaultEnv, zoo: Path, *extra: str) -> list[str | Path]:
-    return ["zoo", "train", env.mnist, "--name", "k", "--zoo", zoo, "--epochs", "3",
-            "--train-limit", "512", *extra]
+    return ["zoo", "train", env.mnist, "--name", "k", "--zoo", zoo, "--epochs", "2",
+            "--train-limit", "256", *extra]
 
 
 def train_args(env: FaultEnv, out: Path, data: Path | None = None, *extra: str) -> list[str | Path]:
