@@ -35,6 +35,12 @@ def atomic_path(path: Path) -> Iterator[Path]:
     try:
         yield temp
         os.replace(temp, path)
+    except OSError as exc:
+        if exc.filename not in (None, temp, str(temp)):
+            raise
+        # a failed write (a full disk) names no file, or only the temp one: name the target,
+        # so the one-line error says which file was not written
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     finally:
         temp.unlink(missing_ok=True)
 

@@ -31,3 +31,8 @@ def duration(seconds: float) -> str:
         return f"{seconds:.0f} s"
     minutes = round(seconds / 60)
     return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def rate(per_second: float) -> str:
+    """Speeds such as images/s: 2228.4 -> '2,228', 19.34 -> '19.3'."""
+    return f"{per_second:,.0f}" if per_second >= 100 else f"{per_second:.1f}"

@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from hostile_cases import Unavailable  # noqa: E402
+from side_by_side import case_row, report  # noqa: E402
 from training_faults import CASES, FaultEnv, tiny_zoo  # noqa: E402
 
 DATA = Path(os.environ.get("AGSCM_DATA", REPO.parent / "shared" / "data"))
@@ -65,35 +65,18 @@ def main() -> None:
                    "PYTHONPATH": str(source_of(revision, work / f"src-{name}")),
                    "AGSCM_CACHE": str(work / f"cache-{name}")}
             installs[name] = (env, tiny_zoo(agscm, env, DATA / "mnist", work / f"zoo-{name}"))
+
+        def make_env(version: str, folder: Path) -> FaultEnv:
+            env, zoo = installs[version]
+            return FaultEnv(agscm, folder, DATA / "mnist", zoo, env)
+
         for case in CASES:
             if args.only and case.__name__ not in args.only:
                 if case.__name__ in kept:
                     rows.append(kept[case.__name__])
                 continue
-            row = {"case": case.__name__}
-            for name, (env, zoo) in installs.items():
-                folder = Path(tempfile.mkdtemp(prefix=f"{case.__name__}-{name}-", dir=work))
-                try:
-                    outcome = case(FaultEnv(agscm, folder, DATA / "mnist", zoo, env))
-                    detail = outcome.detail.replace(f"{folder}/", "").replace(f"{work}/", "")
-                    row[name] = {"held": outcome.held, "detail": detail}
-                except Unavailable as exc:
-                    row[name] = {"held": None, "detail": f"not run: {exc}"}
-            rows.append(row)
-            print(f"{case.__name__}: before {row['before']['held']}, after "
-                  f"{row['after']['held']}", flush=True)
-    print(f"\n| case | before ({args.baseline}) | after |\n|---|---|---|")
-    for row in rows:
-        cells = [_cell(row[name]) for name in ("before", "after")]
-        print(f"| {row['case'].replace('_', ' ')} | {cells[0]} | {cells[1]} |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"baseline": args.baseline, "cases": rows}, indent=2) + "\n")
-    print(f"wrote {args.out}")
-
-
-def _cell(result: dict) -> str:
-    mark = {True: "held", False: "**failed**", None: "not run"}[result["held"]]
-    return f"{mark}: {result['detail'].replace('|', '/')}"
+            rows.append(case_row(case, installs, work, make_env))
+    report(rows, args.baseline, args.out)
 
 
 if __name__ == "__main__":

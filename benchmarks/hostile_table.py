@@ -12,7 +12,6 @@ where this machine cannot build their layout.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -22,7 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from bench_runtime import base_venv, checkout_copy  # noqa: E402
-from hostile_cases import CASES, CaseEnv, Unavailable, extract_jpegs, make_models  # noqa: E402
+from hostile_cases import CASES, CaseEnv, extract_jpegs, make_models  # noqa: E402
+from side_by_side import case_row, report  # noqa: E402
 
 DATA = Path(os.environ.get("AGSCM_DATA", REPO.parent / "shared" / "data"))
 
@@ -32,7 +32,6 @@ def main() -> None:
     parser.add_argument("--baseline", default="171fe7a")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/hostile.json")
     args = parser.parse_args()
-    rows = []
     with tempfile.TemporaryDirectory(prefix="agscm-hostile-") as work_dir:
         work = Path(work_dir)
         models = make_models(work)
@@ -40,32 +39,13 @@ def main() -> None:
         installs = {name: base_venv(checkout_copy(revision, work / f"src-{name}"),
                                     work / f"venv-{name}")
                     for name, revision in (("before", args.baseline), ("after", None))}
-        for case in CASES:
-            row = {"case": case.__name__}
-            for name, agscm in installs.items():
-                folder = Path(tempfile.mkdtemp(prefix=f"{case.__name__}-{name}-", dir=work))
-                try:
-                    outcome = case(CaseEnv([str(agscm)], folder, models, jpegs,
-                                           work / "jpegs" / "test"))
-                    detail = outcome.detail.replace(f"{folder}/", "").replace(f"{work}/", "")
-                    row[name] = {"held": outcome.held, "detail": detail}
-                except Unavailable as exc:
-                    row[name] = {"held": None, "detail": f"not run: {exc}"}
-            rows.append(row)
-            print(f"{case.__name__}: before {row['before']['held']}, after "
-                  f"{row['after']['held']}", flush=True)
-    print("\n| case | before (" + args.baseline + ") | after |\n|---|---|---|")
-    for row in rows:
-        cells = [_cell(row[name]) for name in ("before", "after")]
-        print(f"| {row['case'].replace('_', ' ')} | {cells[0]} | {cells[1]} |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"baseline": args.baseline, "cases": rows}, indent=2) + "\n")
-    print(f"wrote {args.out}")
 
+        def make_env(version: str, folder: Path) -> CaseEnv:
+            return CaseEnv([str(installs[version])], folder, models, jpegs,
+                           work / "jpegs" / "test")
 
-def _cell(result: dict) -> str:
-    mark = {True: "held", False: "**failed**", None: "not run"}[result["held"]]
-    return f"{mark}: {result['detail'].replace('|', '/')}"
+        rows = [case_row(case, installs, work, make_env) for case in CASES]
+    report(rows, args.baseline, args.out)
 
 
 if __name__ == "__main__":

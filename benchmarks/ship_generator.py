@@ -31,7 +31,7 @@ from agscm.data import load_split
 from agscm.digest import file_digest
 from agscm.models.checkpoint import read_meta
 from agscm.runtime import Perturber
-from agscm.runtime.pretrained import write_card
+from agscm.runtime.pretrained import CARD_SUFFIX, card_from_json, write_card
 
 SPEED_SECONDS = 10.0
 
@@ -64,11 +64,12 @@ def crafting_speed(model: Path, data: str) -> dict[str, Any]:
 def kept_crafting(model: Path) -> dict[str, Any]:
     """The crafting speed recorded in the card beside `model`, if that card was written for
     this very file."""
-    card = json.loads(model.with_suffix(".json").read_text())
-    if card["sha256"] != file_digest(model):
+    path = model.with_suffix(CARD_SUFFIX)
+    card = card_from_json(json.loads(path.read_text()), path)
+    if card.sha256 != file_digest(model):
         raise SystemExit(f"{model}: the card beside it was written for another file; measure "
                          "the crafting speed again (drop --keep-crafting)")
-    return card["crafting"]
+    return card.crafting
 
 
 def transfer_cells(table_path: Path, source: str, generator_method: str) -> dict[str, Any]:

@@ -18,7 +18,8 @@ import signal
 import subprocess
 import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,10 +110,11 @@ def one_line_refusal(result: subprocess.CompletedProcess[str], words: str) -> Ou
         return Outcome(False, "exit 0: accepted")
     if words.lower() not in result.stderr.lower():
         return Outcome(False, f"exit {result.returncode} without saying {words!r}")
-    return Outcome(True, f"exit {result.returncode}: {_error_line(result)}")
+    return Outcome(True, f"exit {result.returncode}: {error_line(result)}")
 
 
-def _error_line(result: subprocess.CompletedProcess[str]) -> str:
+def error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The run's first `error:` line (else its last line), cut to fit a table cell."""
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     return (lines[0] if lines else result.stderr.strip().splitlines()[-1])[:160]
 
@@ -306,21 +308,29 @@ def _ok_without_output(manifest: Path) -> list[str]:
             if row.get("status") == "ok" and not Path(row["output"]).is_file()]
 
 
+@contextmanager
+def small_disk(folder: Path, size: int) -> Iterator[Path]:
+    """`folder`, made here, as a file system of `size` bytes while the block runs, so that
+    writes into it fill the disk; Unavailable where this machine cannot mount one."""
+    folder.mkdir(parents=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                      capture_output=True).returncode != 0:
+        raise Unavailable("cannot mount a small tmpfs here (needs root)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], capture_output=True)
+
+
 def full_disk(env: CaseEnv) -> Outcome:
     """OUT on a 256 KiB file system: a one-line error, and a rerun with room repairs the
     manifest (no invalid JSON left in the middle)."""
     src = env.input_tree(120)
     out = env.work / "small"
-    out.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(out)],
-                      capture_output=True).returncode != 0:
-        raise Unavailable("cannot mount a small tmpfs here (needs root)")
-    try:
+    with small_disk(out, 256 * 1024):
         first = env.run("perturb", src, out, "-m", env.models["rgb"])
         saved = env.work / "saved"
         shutil.copytree(out, saved)
-    finally:
-        subprocess.run(["umount", str(out)], capture_output=True)
     problem = clean_exit(first)
     if problem:
         return Outcome(False, problem)
@@ -342,7 +352,7 @@ def full_disk(env: CaseEnv) -> Outcome:
     if broken or second.returncode != 0:
         return Outcome(False, f"rerun exit {second.returncode}; {broken} invalid manifest "
                               "line(s)")
-    return Outcome(True, f"exit {first.returncode}: {_error_line(first)}; the rerun "
+    return Outcome(True, f"exit {first.returncode}: {error_line(first)}; the rerun "
                          "finished with a valid manifest")
 
 

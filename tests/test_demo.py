@@ -19,13 +19,17 @@ from PIL import Image
 from rich.console import Console
 
 from agscm.contract import REQUIRED_KEYS
-from agscm.demo.figure import figure_pixels
+from agscm.demo.figure import FOOLED, MISCLASSIFIED, Example, figure_pixels, sample_title, success
 from agscm.demo.pipeline import DemoBudget, DemoPaths, prepare, settings
-from agscm.demo.reading import transfer_reading
+from agscm.demo.reading import Column, column_reading, demo_reading, speed_reading
 from agscm.errors import AgscmError
+from agscm.formatting import percent
 from agscm.models.registry import list_models
 
-NATURAL, ADV = "mnist-sample-natural", "mnist-sample-adv"
+NATURAL, MLP, ADV = "mnist-sample-natural", "mnist-sample-mlp", "mnist-sample-adv"
+TARGETS = {NATURAL: "white-box", MLP: "another architecture", ADV: "adversarially trained"}
+GENERATOR = "aeg-gc"  # the row of the demo's generator, run from its ONNX file
+METHODS = (GENERATOR, "pgd", "ata", "noise")
 EPS = 0.3  # the MNIST budget every stage defaults to
 
 
@@ -80,26 +84,47 @@ def test_perturbed_folder_mirrors_samples_within_eps(demo_run: DemoRun) -> None:
     assert np.mean([d.mean() for d in diffs]) > 5  # the generator did perturb the images
 
 
-def test_table_has_the_methods_and_the_floor_on_both_targets(demo_run: DemoRun) -> None:
+def test_table_has_the_methods_and_the_floor_on_three_targets(demo_run: DemoRun) -> None:
     paths, stdout = demo_run.paths, demo_run.stdout
     table = json.loads(paths.table("json").read_text())
     cells = {(c["method"], c["target"]): c for c in table["cells"]}
-    assert set(cells) == {(m, t) for m in ("aeg-gc", "pgd", "ata", "noise")
-                          for t in (NATURAL, ADV)}
+    assert set(cells) == {(m, t) for m in METHODS for t in TARGETS}
     assert all(0 <= c["accuracy"] <= 1 and 0 <= c["success_rate"] <= 1 for c in cells.values())
-    assert cells[("aeg-gc", NATURAL)]["white_box"] and not cells[("aeg-gc", ADV)]["white_box"]
+    assert [t for t in TARGETS if cells[(GENERATOR, t)]["white_box"]] == [NATURAL]
     clean = table["clean_accuracy"]
-    assert clean[NATURAL] > 0.9
-    assert cells[("aeg-gc", NATURAL)]["accuracy"] < clean[NATURAL] - 0.3  # visibly fooled
+    assert clean[NATURAL] > 0.9 and clean[MLP] > 0.85
+    assert cells[(GENERATOR, NATURAL)]["accuracy"] < clean[NATURAL] - 0.3  # visibly fooled
     assert cells[("pgd", NATURAL)]["accuracy"] < 0.1  # white-box PGD at eps 0.3
-    assert "| aeg-gc |" in paths.table("md").read_text()
-    assert "aeg-gc" in stdout and "pgd" in stdout and "ata" in stdout
-    assert "noise (floor)" in stdout and "never saw" in stdout
-    # the reading is generated from the same numbers, and printed
+    assert f"| {GENERATOR} |" in paths.table("md").read_text()
+    for text in (*METHODS[:3], "noise (floor)", "never saw", *TARGETS.values(), "images/s"):
+        assert text in stdout, text
+    [zoo_mlp] = [row for row in list_models(paths.zoo) if row["name"] == MLP]
+    assert zoo_mlp["arch"] == "mlp"
+
+
+def test_every_method_has_a_measured_crafting_speed(demo_run: DemoRun) -> None:
+    paths = demo_run.paths
+    table = json.loads(paths.table("json").read_text())
+    speed = {s["method"]: s["images_per_second"] for s in table["sets"]}
+    assert set(speed) == set(METHODS) and all(value > 0 for value in speed.values())
+    for crafted in table["sets"]:  # images over the wall seconds of crafting them
+        assert crafted["images_per_second"] == pytest.approx(
+            crafted["images"] / crafted["seconds"], rel=1e-6)
+    assert json.loads(paths.stamp.read_text())["images_per_second"] == speed
+    assert speed[GENERATOR] > speed["pgd"]  # one forward pass against PGD's iterations
+
+
+def test_reading_is_generated_from_the_table_and_printed(demo_run: DemoRun) -> None:
+    paths, stdout = demo_run.paths, demo_run.stdout
+    table = json.loads(paths.table("json").read_text())
+    accuracy = {(c["method"], c["target"]): c["accuracy"] for c in table["cells"]}
+    columns = [Column(target, role, {m: accuracy[(m, target)] for m in METHODS[:3]},
+                      accuracy[("noise", target)]) for target, role in TARGETS.items()]
+    speed = {s["method"]: s["images_per_second"] for s in table["sets"] if s["method"] != "noise"}
     reading = json.loads(paths.stamp.read_text())["reading"]
-    transfer = {m: cells[(m, ADV)]["accuracy"] for m in ("aeg-gc", "pgd", "ata")}
-    assert reading == transfer_reading(ADV, transfer, cells[("noise", ADV)]["accuracy"])
-    assert " ".join(f"Reading: {reading}".split()) in " ".join(stdout.split())
+    assert reading == demo_reading(GENERATOR, columns, speed)
+    printed = " ".join(stdout.split())
+    assert all(" ".join(line.split()) in printed for line in reading)
 
 
 def test_every_accuracy_is_on_one_stated_set_of_test_images(demo_run: DemoRun) -> None:
@@ -108,7 +133,7 @@ def test_every_accuracy_is_on_one_stated_set_of_test_images(demo_run: DemoRun) -
     table = json.loads(paths.table("json").read_text())
     assert table["images"] == images
     zoo = {row["name"]: row["test_acc"] for row in list_models(paths.zoo)}
-    assert zoo == {name: table["clean_accuracy"][name] for name in (NATURAL, ADV)}
+    assert zoo == {name: table["clean_accuracy"][name] for name in TARGETS}
     assert f"(the first {images} test images)" in demo_run.stderr
     assert f"accuracy on the first {images} test images" in demo_run.stdout
 
@@ -123,6 +148,34 @@ def test_figure_has_the_expected_size(demo_run: DemoRun) -> None:
     with Image.open(paths.figure) as image:
         assert image.format == "PNG"
         assert image.size == figure_pixels(DemoBudget.quick().figure_rows)
+
+
+def test_figure_shows_a_seeded_random_sample_and_its_success_rate(demo_run: DemoRun) -> None:
+    budget = DemoBudget.quick()
+    figure = json.loads(demo_run.paths.stamp.read_text())["figure"]
+    rows = np.random.default_rng(budget.figure_seed).choice(budget.samples, budget.figure_rows,
+                                                             replace=False)
+    assert figure["test_indices"] == sorted(rows.tolist())  # samples are test images 0..N-1
+    outcomes = figure["outcomes"]
+    correct = len(outcomes) - outcomes.count(MISCLASSIFIED)
+    assert (figure["fooled"], figure["correct"]) == (outcomes.count(FOOLED), correct)
+    assert f"({percent(outcomes.count(FOOLED) / correct)})" in figure["title"]
+    assert f"seed {budget.figure_seed}" in figure["title"]
+
+
+def _example(label: int, clean: int, adversarial: int) -> Example:
+    image, heat = np.zeros((1, 4, 4), np.float32), np.zeros((4, 4), np.float32)
+    return Example(image, image, label, clean, adversarial, heat, heat)
+
+
+def test_figure_title_counts_the_outcomes_as_the_table_does() -> None:
+    examples = [_example(3, 3, 5), _example(1, 1, 1), _example(2, 7, 7), _example(0, 0, 4)]
+    assert [e.outcome for e in examples] == ["fooled", "not fooled", "misclassified clean",
+                                             "fooled"]
+    assert success(examples) == (2, 3)  # the image misclassified when clean does not count
+    title = sample_title(examples, "net", 0.3, seed=7, population=100)
+    assert "fooled 2 of 3 correctly classified (66.67%)" in title
+    assert "random sample of 4 of 100 perturbed test images, seed 7" in title
 
 
 def test_prints_where_things_are_and_what_to_try(demo_run: DemoRun) -> None:
@@ -169,17 +222,45 @@ def _console() -> Console:
 
 
 @pytest.mark.parametrize("accuracy, floor, expected", [
-    ({"aeg-gc": 0.675, "pgd": 0.445, "ata": 0.51}, 0.955,
-     "pgd transfers best, leaving adv at 44.50%, 6.50 points below ata (51.00%) and 51.00 "
-     "points below random noise (95.50%)."),
-    ({"aeg-gc": 0.5, "pgd": 0.5, "ata": 0.6}, 0.9,
-     "aeg-gc and pgd transfer best (a tie), leaving adv at 50.00%, 10.00 points below ata "
-     "(60.00%) and 40.00 points below random noise (90.00%)."),
-    ({"aeg-gc": 0.97, "pgd": 0.96}, 0.95,
-     "No method transfers to adv: the best, pgd, leaves it at 96.00%, no lower than random "
-     "noise (95.00%)."),
-    ({"aeg-gc": 0.8}, 0.9, "aeg-gc transfers best, leaving adv at 80.00%, 10.00 points below "
-     "random noise (90.00%)."),
+    ({"gen": 0.40, "pgd": 0.445, "ata": 0.51}, 0.955,
+     "gen (40.00%) wins, 4.50 points below the next best, pgd (44.50%); 55.50 points below "
+     "random noise (95.50%)."),
+    ({"gen": 0.331, "pgd": 0.002, "ata": 0.077}, 0.926,
+     "gen (33.10%) loses to pgd (0.20%) and ata (7.70%); 59.50 points below random noise "
+     "(92.60%)."),
+    ({"gen": 0.11, "pgd": 0.071, "ata": 0.218}, 0.789,
+     "gen (11.00%) loses to pgd (7.10%), but beats ata (21.80%); 67.90 points below random "
+     "noise (78.90%)."),
+    ({"gen": 0.5, "pgd": 0.5, "ata": 0.6}, 0.9,
+     "gen (50.00%) ties with pgd (50.00%), but beats ata (60.00%); 40.00 points below random "
+     "noise (90.00%)."),
+    ({"gen": 0.97, "pgd": 0.96, "ata": 0.97}, 0.95,
+     "gen (97.00%) loses to pgd (96.00%) and ties with ata (97.00%); no lower than random noise "
+     "(95.00%)."),
 ])
-def test_reading_names_the_best_transfer_and_its_margins(accuracy, floor, expected) -> None:
-    assert transfer_reading("adv", accuracy, floor) == expected
+def test_column_reading_names_the_win_or_the_loss(accuracy, floor, expected) -> None:
+    column = Column("mlp", "another architecture", accuracy, floor)
+    assert column_reading(column, "gen") == f"On mlp (another architecture): {expected}"
+
+
+def test_demo_reading_names_every_win_and_loss() -> None:
+    columns = [Column("cnn", "white-box", {"gen": 0.33, "pgd": 0.0, "ata": 0.08}, 0.93),
+               Column("mlp", "another architecture", {"gen": 0.2, "pgd": 0.3, "ata": 0.25}, 0.9),
+               Column("adv", "adversarially trained", {"gen": 0.9, "pgd": 0.7, "ata": 0.9}, 0.95)]
+    lines = demo_reading("gen", columns, {"gen": 2228.4, "pgd": 19.34, "ata": 17.7})
+    assert lines[0] == ("gen wins on mlp (another architecture), crafting speed; it loses on "
+                        "cnn (white-box), adv (adversarially trained).")
+    assert [line.split(" (")[0] for line in lines[1:4]] == ["On cnn", "On mlp", "On adv"]
+    assert lines[4] == ("Crafting speed: gen 2,228 images/s, 115x as fast as pgd (19.3 "
+                        "images/s), the fastest other attack.")
+    lines = demo_reading("gen", columns[:1], {"gen": 10.0, "pgd": 19.34})
+    assert lines[0] == ("gen wins on nothing; it loses on cnn (white-box), crafting speed.")
+
+
+@pytest.mark.parametrize("speed, expected", [
+    ({"gen": 30.0, "pgd": 20.0}, "1.5x as fast as pgd (20.0 images/s), the fastest other attack"),
+    ({"gen": 20.0, "pgd": 20.0}, "no faster than pgd (20.0 images/s)"),
+    ({"gen": 5.0, "pgd": 20.0, "ata": 8.0}, "slower than pgd (20.0 images/s)"),
+])
+def test_speed_reading_compares_with_the_fastest_other_attack(speed, expected) -> None:
+    assert speed_reading("gen", speed).endswith(f"images/s, {expected}.")

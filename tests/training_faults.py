@@ -1,8 +1,8 @@
 """The training side under faults (issue 31), one function a case.
 
-Each case builds its layout under a fresh folder, runs `agscm zoo train`, `agscm train` or
-`agscm evaluate` (any install: this checkout, or another commit's source on the same
-dependencies), and says whether the principle held: no traceback, a one-line error that names
+Each case builds its layout under a fresh folder, runs `agscm zoo train`, `agscm train`,
+`agscm evaluate` or `agscm reproduce` (any install: this checkout, or another commit's source on
+the same dependencies), and says whether the principle held: no traceback, a one-line error that names
 what is wrong and a non-zero exit for bad input, no silent use of bad state, no lost finished
 work, and a killed run that resumes to the same result as an uninterrupted one (bit for bit:
 on the CPU the trainers are seeded per epoch). tests/test_training_faults.py runs every case
@@ -13,6 +13,8 @@ against this checkout; benchmarks/fault_table.py runs them against two commits s
 from __future__ import annotations
 
 import gzip
+import json
+import os
 import random
 import shutil
 import signal
@@ -20,11 +22,12 @@ import subprocess
 import tarfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from hostile_cases import Outcome, Unavailable, clean_exit, one_line_refusal, snapshot
+from hostile_cases import Outcome, clean_exit, error_line, one_line_refusal, small_disk, snapshot
 from PIL import Image
 
 
@@ -147,17 +150,6 @@ def generator_train_killed_at_random_moments(env: FaultEnv) -> Outcome:
 
 # --- 2. full disk while saving ----------------------------------------------------------------
 
-def _small_disk(folder: Path, size: int) -> None:
-    folder.mkdir(parents=True)
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                      capture_output=True).returncode != 0:
-        raise Unavailable("cannot mount a small tmpfs here (needs root)")
-
-
-def _unmount(folder: Path) -> None:
-    subprocess.run(["umount", str(folder)], capture_output=True)
-
-
 def checkpoint_on_a_full_disk(env: FaultEnv) -> Outcome:
     """Room for one generator checkpoint and its log, not for the next epoch's temp copy
     beside it: one line, exit non-zero, and the last finished epoch's checkpoint intact
@@ -168,13 +160,10 @@ def checkpoint_on_a_full_disk(env: FaultEnv) -> Outcome:
         return Outcome(False, "the probe run failed")
     size = (probe / "g.safetensors").stat().st_size
     disk = env.work / "disk"
-    _small_disk(disk, int(size * 1.5))
-    try:
+    with small_disk(disk, int(size * 1.5)):
         first = env.run(*train_args(env, disk / "g.safetensors"))
         saved = env.work / "saved"
         shutil.copytree(disk, saved)
-    finally:
-        _unmount(disk)
     problem = clean_exit(first)
     if problem:
         return Outcome(False, problem)
@@ -187,7 +176,7 @@ def checkpoint_on_a_full_disk(env: FaultEnv) -> Outcome:
     rerun = env.run(*train_args(env, checkpoint), "--resume")
     if rerun.returncode != 0 or temps:
         return Outcome(False, f"temp files {temps}; resume: {_last_line(rerun)}")
-    return Outcome(True, f"exit {first.returncode}: {_error_line(first)}; the kept checkpoint "
+    return Outcome(True, f"exit {first.returncode}: {error_line(first)}; the kept checkpoint "
                          "resumed to the end")
 
 
@@ -225,7 +214,6 @@ def source_weights_with_a_wrong_sha256(env: FaultEnv) -> Outcome:
     shutil.copytree(env.zoo, zoo)
     weights = zoo / "tiny.safetensors"
     import hashlib
-    import json
 
     catalog = {"format": 1, "models": {"tiny": {
         "file": weights.name, "size_bytes": weights.stat().st_size,
@@ -239,56 +227,126 @@ def source_weights_with_a_wrong_sha256(env: FaultEnv) -> Outcome:
     return outcome
 
 
-def _evaluate(env: FaultEnv, cache: Path, out: Path) -> subprocess.CompletedProcess[str]:
-    return env.run("evaluate", "--data", env.mnist, "--zoo", env.zoo, "--source", "tiny",
-                   "--target", "tiny", "--method", "fgsm", "--method", "noise", "--limit", "64",
-                   "--cache", cache, "--out", out)
+FAST_METHODS = ("--method", "fgsm", "--method", "noise")
+# how a table's cells and a report's stages were made (and how fast), not what they hold; a
+# crafted set's cache file is named by its checkpoints' bytes, which record their seconds
+HOW_MADE = {"seconds", "images_per_second", "run_seconds", "scoring_seconds", "cached",
+            "cache_file"}
+
+
+def evaluate_args(env: FaultEnv, cache: Path, out: Path,
+                  *methods: str) -> list[str | Path]:
+    """`evaluate` on 64 test images, `tiny` against itself; `methods`: the method flags and
+    their settings (FAST_METHODS unless given)."""
+    return ["evaluate", "--data", env.mnist, "--zoo", env.zoo, "--source", "tiny", "--target",
+            "tiny", *(methods or FAST_METHODS), "--limit", "64", "--cache", cache, "--out", out]
+
+
+def _evaluate(env: FaultEnv, cache: Path, out: Path,
+              *methods: str) -> subprocess.CompletedProcess[str]:
+    return env.run(*evaluate_args(env, cache, out, *methods))
+
+
+def _spoiled_cache_recomputed(env: FaultEnv, find: Callable[[Path], list[Path]],
+                              spoil: Callable[[Path], object], what: str,
+                              done: str) -> Outcome:
+    """Evaluate, spoil the cache files `find` picks, evaluate again: the spoiled files must
+    be recomputed (`done` says what they were) and the table stay the same."""
+    cache = env.work / "cache"
+    first = _evaluate(env, cache, env.work / "first")
+    if first.returncode != 0:
+        return Outcome(False, f"the first run failed: {_last_line(first)}")
+    spoiled = find(cache)
+    if not spoiled:
+        return Outcome(False, f"no {what} in the cache")
+    for path in spoiled:
+        spoil(path)
+    second = _evaluate(env, cache, env.work / "second")
+    problem = clean_exit(second)
+    if problem or second.returncode != 0:
+        return Outcome(False, problem or _last_line(second))
+    if not _table(env.work / "first") or _table(env.work / "first") != _table(
+            env.work / "second"):
+        return Outcome(False, "the table changed")
+    return Outcome(True, f"{len(spoiled)} {done} recomputed; the same table")
 
 
 def corrupt_cached_crafted_set(env: FaultEnv) -> Outcome:
     """A crafted set in the cache cut short: detected, recomputed, the same table."""
-    cache = env.work / "cache"
-    first = _evaluate(env, cache, env.work / "first")
-    if first.returncode != 0:
-        return Outcome(False, f"the first run failed: {_last_line(first)}")
-    crafted = sorted(p for p in cache.rglob("*.npz"))
-    if not crafted:
-        return Outcome(False, "no crafted set in the cache")
-    for path in crafted:
-        _truncate(path)
-    second = _evaluate(env, cache, env.work / "second")
-    problem = clean_exit(second)
-    if problem or second.returncode != 0:
-        return Outcome(False, problem or _last_line(second))
-    if not _table(env.work / "first") or _table(env.work / "first") != _table(
-            env.work / "second"):
-        return Outcome(False, "the table changed")
-    return Outcome(True, f"{len(crafted)} truncated file(s) recomputed; the same table")
-
-
-TIMING_COLUMNS = {"images_per_second", "seconds", "cached"}  # how a cell was made, not what
+    return _spoiled_cache_recomputed(env, lambda cache: sorted(cache.rglob("*.npz")), _truncate,
+                                     "crafted set", "truncated file(s)")
 
 
 def corrupt_cached_predictions(env: FaultEnv) -> Outcome:
     """The cached predictions of a model on a crafted set, cut short: recomputed, same table."""
-    cache = env.work / "cache"
-    first = _evaluate(env, cache, env.work / "first")
-    if first.returncode != 0:
-        return Outcome(False, f"the first run failed: {_last_line(first)}")
-    predictions = sorted((cache / "predictions").glob("*.npz"))
-    if not predictions:
-        return Outcome(False, "no predictions in the cache")
-    for path in predictions:
-        path.write_bytes(b"PK\x03\x04 not a whole file")
-    second = _evaluate(env, cache, env.work / "second")
-    problem = clean_exit(second)
-    if problem or second.returncode != 0:
-        return Outcome(False, problem or _last_line(second))
-    if not _table(env.work / "first") or _table(env.work / "first") != _table(
-            env.work / "second"):
-        return Outcome(False, "the table changed")
-    return Outcome(True, f"{len(predictions)} corrupt prediction file(s) recomputed; the same "
-                         "table")
+    return _spoiled_cache_recomputed(
+        env, lambda cache: sorted((cache / "predictions").glob("*.npz")),
+        lambda path: path.write_bytes(b"PK\x03\x04 not a whole file"), "predictions",
+        "corrupt prediction file(s)")
+
+
+# A craft that saves its progress after every batch and is killed with SIGKILL right after the
+# first save (tests/test_eval.py's way to a progress file, as a real kill -9); run as
+# `python -c` in place of `python -m agscm`, so any version with these names can run it.
+KILLED_AFTER_FIRST_SAVE = """
+import os, signal
+import agscm.attacks.craft as craft
+from agscm.eval.cache import PartialSet
+craft.SAVE_EVERY_SECONDS = 0.0
+save = PartialSet.save
+def save_then_die(store, state):
+    save(store, state)
+    os.kill(os.getpid(), signal.SIGKILL)
+PartialSet.save = save_then_die
+from agscm.cli import main
+main()
+"""
+PGD_IN_BATCHES = ("--method", "pgd:steps=5", "--batch-size", "16")  # 4 batches of 64 images
+
+
+def damaged_craft_progress(env: FaultEnv) -> Outcome:
+    """A PGD craft killed after saving its progress (a `.partial.npz` beside the set), that
+    file cut in half, the same command again: the file named in a line, the set crafted from
+    the start (never resumed from the damaged file), the progress file gone, and the crafted
+    images and table those of an uninterrupted run, bit for bit."""
+    reference = _evaluate(env, env.work / "cache-reference", env.work / "reference",
+                          *PGD_IN_BATCHES)
+    if reference.returncode != 0:
+        return Outcome(False, f"the uninterrupted run failed: {_last_line(reference)}")
+    cache, out = env.work / "cache", env.work / "out"
+    killer = replace(env, agscm=[env.agscm[0], "-c", KILLED_AFTER_FIRST_SAVE])
+    killed = killer.run(*evaluate_args(env, cache, out, *PGD_IN_BATCHES))
+    partials = sorted(cache.glob("*.partial.npz"))
+    if killed.returncode != -signal.SIGKILL or len(partials) != 1:
+        return Outcome(False, f"no progress file after the kill ({_last_line(killed)})")
+    _truncate(partials[0])
+    rerun = _evaluate(env, cache, out, *PGD_IN_BATCHES)
+    problem = clean_exit(rerun)
+    if problem or rerun.returncode != 0:
+        return Outcome(False, problem or _last_line(rerun))
+    named = [line for line in rerun.stderr.splitlines() if partials[0].name in line]
+    if not named:
+        return Outcome(False, "the damaged progress file went unmentioned")
+    if partials[0].exists():
+        return Outcome(False, "the damaged progress file was left")
+    difference = _crafted_difference(env.work / "cache-reference", cache)
+    if difference or _table(out) != _table(env.work / "reference"):
+        return Outcome(False, difference or "another table")
+    return Outcome(True, f"{named[0].strip()}; the same images and table as an "
+                         "uninterrupted run")
+
+
+def _crafted_difference(first: Path, second: Path) -> str | None:
+    """None when both caches hold the same finished crafted sets bit for bit."""
+    sets = [sorted(p for p in cache.glob("*.npz") if not p.name.endswith(".partial.npz"))
+            for cache in (first, second)]
+    if [p.name for p in sets[0]] != [p.name for p in sets[1]]:
+        return f"other crafted sets ({[p.name for p in sets[1]]})"
+    for a, b in zip(*sets, strict=True):
+        with np.load(a) as left, np.load(b) as right:
+            if not np.array_equal(left["adversarial"], right["adversarial"]):
+                return f"{b.name}: other images"
+    return None
 
 
 def evaluate_killed_at_random_moments(env: FaultEnv) -> Outcome:
@@ -306,9 +364,7 @@ def evaluate_killed_at_random_moments(env: FaultEnv) -> Outcome:
         cache, out = env.work / f"cache-{attempt}", env.work / f"out-{attempt}"
         moment = draws.uniform(0.3, 0.95) * duration
         moments.append(f"{moment:.1f}")
-        process = env.start("evaluate", "--data", env.mnist, "--zoo", env.zoo, "--source",
-                            "tiny", "--target", "tiny", "--method", "fgsm", "--method", "noise",
-                            "--limit", "64", "--cache", cache, "--out", out)
+        process = env.start(*evaluate_args(env, cache, out))
         time.sleep(moment)
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -323,38 +379,170 @@ def evaluate_killed_at_random_moments(env: FaultEnv) -> Outcome:
                          "gave the uninterrupted run's table")
 
 
+def reproduce_quick_killed_at_random_moments(env: FaultEnv) -> Outcome:
+    """`agscm reproduce mnist --quick` (every stage on a tiny budget) run once uninterrupted
+    (timed); then `env.kills` times: start afresh, SIGKILL at a seeded moment, rerun the same
+    command to the end. The report's JSON and CSV must equal the uninterrupted run's but for
+    HOW_MADE (seconds, speeds, whether a set came from the cache and its cache file's name),
+    and every checkpoint (zoo, sweep, generators) must hold its tensors bit for bit. Each run
+    works in `run/` under the case's folder (moved aside afterwards), so every path they
+    record is the same."""
+    work = env.work / "run"
+    args = ("reproduce", "mnist", "--quick", "--data", env.mnist, "--work", "run")
+    start = time.perf_counter()
+    done = env.run(*args, timeout=1800)
+    duration = time.perf_counter() - start
+    if done.returncode != 0:
+        return Outcome(False, f"the uninterrupted run failed: {_last_line(done)}")
+    expected = _report(work)
+    if not expected:
+        return Outcome(False, "the uninterrupted run wrote no report")
+    work.rename(env.work / "reference")
+    # kills at 54%, 86% and 22% of the run (the suite's one: the first); on a CPU those fall
+    # in the generators, the transfer table and the zoo stage
+    draws = random.Random(40)
+    moments = []
+    for attempt in range(env.kills):
+        moment = draws.uniform(0.2, 0.95) * duration
+        moments.append(f"{moment:.0f}")
+        process = env.start(*args)
+        time.sleep(moment)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        rerun = env.run(*args, timeout=1800)
+        problem = clean_exit(rerun)
+        if problem or rerun.returncode != 0:
+            return Outcome(False, f"rerun after a kill at {moment:.0f} s: "
+                                  f"{problem or _last_line(rerun)}")
+        found = _report(work)
+        differing = sorted(key for key in expected if found.get(key) != expected[key])
+        for checkpoint in sorted((env.work / "reference").rglob("*.safetensors")):
+            twin = work / checkpoint.relative_to(env.work / "reference")
+            difference = same_tensors(checkpoint, twin) if twin.is_file() else "missing"
+            if difference:
+                differing.append(f"{twin.relative_to(work)}: {difference}")
+        if differing:
+            return Outcome(False, f"after a kill at {moment:.0f} s: other {differing[:3]}")
+        work.rename(env.work / f"killed-{attempt}")
+    return Outcome(True, f"killed at {', '.join(moments)} s of {duration:.0f}; every rerun "
+                         "wrote the uninterrupted run's report (JSON and CSV, how it was made "
+                         "aside) and checkpoints (tensors bit for bit)")
+
+
+def _report(work: Path) -> dict[str, Any]:
+    """The reproduction's `mnist.json` and `mnist.csv` without HOW_MADE ({} when missing)."""
+    report, rows = work / "mnist.json", work / "mnist.csv"
+    if not (report.is_file() and rows.is_file()):
+        return {}
+    return {**_without_how_made(json.loads(report.read_text())), "csv": _csv_rows(rows)}
+
+
+def _without_how_made(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_how_made(item) for key, item in value.items() if key not in HOW_MADE}
+    return [_without_how_made(item) for item in value] if isinstance(value, list) else value
+
+
 def cache_on_a_full_disk(env: FaultEnv) -> Outcome:
     """The crafted-set cache on a disk too small for it: one line, exit non-zero; with room,
     the same command finishes."""
-    disk = env.work / "disk"
-    _small_disk(disk, 16 * 1024)
-    try:
+    with small_disk(env.work / "disk", 16 * 1024) as disk:
         first = _evaluate(env, disk / "cache", env.work / "out")
-    finally:
-        _unmount(disk)
     problem = clean_exit(first)
     if problem:
         return Outcome(False, problem)
     if first.returncode == 0:
         return Outcome(False, "exit 0 on a full disk")
     if "disk/cache" not in first.stderr:
-        return Outcome(False, f"the error does not say where: {_error_line(first)}")
+        return Outcome(False, f"the error does not say where: {error_line(first)}")
     second = _evaluate(env, env.work / "cache", env.work / "out")
     if second.returncode != 0 or not _table(env.work / "out"):
         return Outcome(False, f"with room: {_last_line(second)}")
-    return Outcome(True, f"exit {first.returncode}: {_error_line(first)}; with room it "
+    return Outcome(True, f"exit {first.returncode}: {error_line(first)}; with room it "
                          "finished")
+
+
+def table_on_a_full_disk(env: FaultEnv) -> Outcome:
+    """`evaluate --out` on a disk with room for the finished table's files but not for a
+    temp copy beside the earlier version the table rewrites after each set: one line naming
+    the file, exit non-zero, no temp file and no file that claims more than it holds; the
+    crafted sets stay in the cache and the same command with room reads them back into the
+    uninterrupted run's table."""
+    cache, reference = env.work / "cache", env.work / "reference"
+    done = _evaluate(env, cache, reference)
+    if done.returncode != 0:
+        return Outcome(False, f"the uninterrupted run failed: {_last_line(done)}")
+    cache.rename(env.work / "cache-reference")  # the next run crafts afresh into the same path
+    page = os.sysconf("SC_PAGE_SIZE")
+    size = page * sum(-(-path.stat().st_size // page) for path in reference.iterdir())
+    saved = env.work / "saved"
+    saved.mkdir()
+    with small_disk(env.work / "disk", size) as disk:
+        first = _evaluate(env, cache, disk / "out")
+        for path in (disk / "out").glob("*"):  # whatever it left
+            shutil.copyfile(path, saved / path.name)
+    problem = clean_exit(first)
+    if problem or first.returncode == 0:
+        return Outcome(False, problem or "exit 0 on a full disk")
+    said = error_line(first)
+    if "disk/out/transfer." not in said:
+        return Outcome(False, f"the error does not name the file: {said}")
+    left = sorted(path.name for path in saved.iterdir())
+    torn = _claims_more_than_it_holds(saved, reference)
+    if torn:
+        return Outcome(False, torn)
+    rerun = _evaluate(env, cache, saved)  # the files the full disk left, now with room
+    if rerun.returncode != 0:
+        return Outcome(False, f"with room: {_last_line(rerun)}")
+    if _table(saved) != _table(reference):
+        return Outcome(False, "with room: another table")
+    if not all(crafted["cached"] for crafted in
+               json.loads((saved / "transfer.json").read_text())["sets"]):
+        return Outcome(False, "with room, the cached sets were crafted again")
+    return Outcome(True, f"exit {first.returncode}: {said}; left {', '.join(left)}, none "
+                         "claiming more than it holds; with room, every set from the cache "
+                         "and the same table")
+
+
+def _claims_more_than_it_holds(left: Path, reference: Path) -> str | None:
+    """None when every file in `left` is whole and either says it is partial or equals the
+    uninterrupted run's (timings aside; a CSV has no way to say it is partial, so its rows
+    need only be a prefix of the reference's)."""
+    temps = [p.name for p in left.iterdir() if ".agscm-tmp" in p.name]
+    if temps:
+        return f"temp files left: {temps}"
+    markdown = left / "transfer.md"
+    if markdown.is_file():
+        text, whole = markdown.read_text(), (reference / "transfer.md").read_text()
+        cut = "### Perturbation size"  # what follows it times the crafts
+        if "Partial table" not in text and text.split(cut)[0] != whole.split(cut)[0]:
+            return "transfer.md: another table, not marked partial"
+    table = left / "transfer.json"
+    if table.is_file():
+        try:
+            stored = json.loads(table.read_text())
+        except ValueError:
+            return "transfer.json: torn"
+        if stored.get("complete", True) and stored.get("cells") != json.loads(
+                (reference / "transfer.json").read_text())["cells"]:
+            return "transfer.json: other cells, not marked partial"
+    rows, expected = _table(left), _table(reference)
+    if rows != expected[:len(rows)]:
+        return "transfer.csv: rows that are not the table's"
+    return None
 
 
 def _table(folder: Path) -> list[dict[str, str]]:
     """The transfer table's cells without the columns that time them."""
+    files = sorted(folder.rglob("*.csv"))
+    return _csv_rows(files[0]) if files else []
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
     import csv
 
-    files = sorted(folder.rglob("*.csv"))
-    if not files:
-        return []
-    with open(files[0], newline="") as handle:
-        return [{key: value for key, value in row.items() if key not in TIMING_COLUMNS}
+    with open(path, newline="") as handle:
+        return [{key: value for key, value in row.items() if key not in HOW_MADE}
                 for row in csv.DictReader(handle)]
 
 
@@ -373,14 +561,12 @@ def two_trainings_into_one_checkpoint(env: FaultEnv) -> Outcome:
         return Outcome(False, "the first run failed")
     if second.returncode == 0:
         return Outcome(False, "both ran into one checkpoint")
-    return Outcome(True, f"exit {second.returncode}: {_error_line(second)}")
+    return Outcome(True, f"exit {second.returncode}: {error_line(second)}")
 
 
 def two_evaluations_on_one_cache(env: FaultEnv) -> Outcome:
     cache = env.work / "cache"
-    runs = [env.start("evaluate", "--data", env.mnist, "--zoo", env.zoo, "--source", "tiny",
-                      "--target", "tiny", "--method", "fgsm", "--method", "noise", "--limit",
-                      "64", "--cache", cache, "--out", env.work / f"out-{index}")
+    runs = [env.start(*evaluate_args(env, cache, env.work / f"out-{index}"))
             for index in range(2)]
     codes = [process.wait() for process in runs]
     errors = [process.stderr.read() if process.stderr else "" for process in runs]
@@ -549,14 +735,10 @@ def _last_line(result: subprocess.CompletedProcess[str]) -> str:
     return f"exit {result.returncode}: {lines[-1][:160] if lines else ''}"
 
 
-def _error_line(result: subprocess.CompletedProcess[str]) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    return (lines[0] if lines else result.stderr.strip().splitlines()[-1])[:160]
-
-
 QUICK_CASES: list[Callable[[FaultEnv], Outcome]] = [
     truncated_generator_checkpoint, truncated_zoo_checkpoint,
     source_weights_with_a_wrong_sha256, corrupt_cached_crafted_set, corrupt_cached_predictions,
+    damaged_craft_progress,
     two_trainings_into_one_checkpoint, two_evaluations_on_one_cache,
     empty_data_folder, data_folder_with_one_class, zoo_data_folder_with_one_class,
     images_of_mixed_sizes,
@@ -568,5 +750,6 @@ QUICK_CASES: list[Callable[[FaultEnv], Outcome]] = [
 SLOW_CASES: list[Callable[[FaultEnv], Outcome]] = [
     zoo_train_killed_at_random_moments, generator_train_killed_at_random_moments,
     evaluate_killed_at_random_moments, checkpoint_on_a_full_disk, cache_on_a_full_disk,
+    table_on_a_full_disk, reproduce_quick_killed_at_random_moments,
 ]
 CASES = QUICK_CASES + SLOW_CASES

@@ -22,7 +22,7 @@ def demo(
     ] = "mnist-sample",
     quick: Annotated[bool, typer.Option(
         "--quick", help="A smaller budget, 200 test images instead of 1,000 (what the tests "
-                        "run): 2-3 minutes on 2 busy CPU cores instead of 4-11.")
+                        "run): about a fifth of the default's time.")
     ] = False,
     threads: Annotated[int, typer.Option(
         envvar="AGSCM_THREADS", show_envvar=False,

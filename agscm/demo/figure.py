@@ -1,8 +1,11 @@
 """demo.png: clean image, adversarial image, perturbation, and the Grad-CAM maps of both.
 
-Each row is one test image. The Grad-CAM maps are those of the true class (the map the
-AEG-GC loss pushes away), both divided by the clean map's peak as in the loss, so a map that
-fades or moves on the adversarial image is what the generator was trained to do.
+Each row is one test image of a seeded random sample, marked with its outcome on the source
+(fooled, not fooled, or already misclassified clean); the title gives the sample's success
+rate, counted as the table counts it (on the images the source classified correctly). The
+Grad-CAM maps are those of the true class (the map the AEG-GC loss pushes away), both divided
+by the clean map's peak as in the loss, so a map that fades or moves on the adversarial image
+is what the generator was trained to do.
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ import torch
 from torch import nn
 
 from agscm.atomic import atomic_path
+from agscm.formatting import percent
 from agscm.models.gradcam import GradCAM
 
 DPI = 100
 CELL_INCHES = 1.8  # width and height of one panel with its title
-HEADER_INCHES = 0.8  # the figure title and column names
+HEADER_INCHES = 1.0  # the figure title (two lines) and column names
+FOOLED, NOT_FOOLED, MISCLASSIFIED = "fooled", "not fooled", "misclassified clean"
+OUTCOME_COLOURS = {FOOLED: "red", NOT_FOOLED: "green", MISCLASSIFIED: "grey"}
 COLUMNS = ("clean\ntrue → predicted", "adversarial\ntrue → predicted", "perturbation\n(±eps)",
            "Grad-CAM, clean\n(true class)", "Grad-CAM, adversarial\n(true class)")
 
@@ -40,6 +46,28 @@ class Example:
     adversarial_prediction: int
     clean_map: np.ndarray
     adversarial_map: np.ndarray
+
+    @property
+    def outcome(self) -> str:
+        if self.clean_prediction != self.label:
+            return MISCLASSIFIED
+        return FOOLED if self.adversarial_prediction != self.label else NOT_FOOLED
+
+
+def success(examples: list[Example]) -> tuple[int, int]:
+    """(fooled, classified correctly when clean): the table's success rate, on these rows."""
+    outcomes = [example.outcome for example in examples]
+    return outcomes.count(FOOLED), len(outcomes) - outcomes.count(MISCLASSIFIED)
+
+
+def sample_title(examples: list[Example], source: str, eps: float, seed: int,
+                 population: int) -> str:
+    """The figure's title: what the sample is (and its seed) and its success rate."""
+    fooled, correct = success(examples)
+    share = percent(fooled / correct) if correct else "undefined"
+    return (f"AEG-GC against {source} (eps {eps:.3g}): fooled {fooled} of {correct} correctly "
+            f"classified ({share})\nrandom sample of {len(examples)} of {population} perturbed "
+            f"test images, seed {seed}")
 
 
 def explain(model: nn.Module, clean: np.ndarray, adversarial: np.ndarray,
@@ -84,8 +112,8 @@ def draw(examples: list[Example], class_names: list[str], eps: float, title: str
         figure.suptitle(title, y=1 - 0.08 / inches, va="top", fontsize=10)
         for axis, name in zip(axes[0], COLUMNS, strict=True):
             box = axis.get_position()
-            figure.text((box.x0 + box.x1) / 2, 1 - 0.72 / inches, name, ha="center",
-                        va="bottom", fontsize=9, fontweight="bold")
+            figure.text((box.x0 + box.x1) / 2, 1 - (HEADER_INCHES - 0.08) / inches, name,
+                        ha="center", va="bottom", fontsize=9, fontweight="bold")
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as temp:
             figure.savefig(temp, format="png", dpi=DPI)
@@ -108,11 +136,10 @@ def _draw_row(axes: np.ndarray, example: Example, names: list[str], eps: float) 
         axis.imshow(image, cmap=cmap, vmin=0, vmax=1)
     axes[3].imshow(example.clean_map, cmap="jet", alpha=0.5, vmin=0, vmax=1)
     axes[4].imshow(example.adversarial_map, cmap="jet", alpha=0.5, vmin=0, vmax=1)
-    for axis, prediction in ((axes[0], example.clean_prediction),
-                             (axes[1], example.adversarial_prediction)):
-        fooled = prediction != example.label
-        axis.set_title(f"{truth} → {names[prediction]}", fontsize=8,
-                       color="red" if fooled else "green")
+    axes[0].set_title(f"{truth} → {names[example.clean_prediction]}", fontsize=8,
+                      color="green" if example.clean_prediction == example.label else "grey")
+    axes[1].set_title(f"{truth} → {names[example.adversarial_prediction]}: {example.outcome}",
+                      fontsize=8, color=OUTCOME_COLOURS[example.outcome])
     axes[2].set_title(f"max |delta| {np.abs(delta).max():.3f}", fontsize=8)
     axes[3].set_title(f"class {truth}", fontsize=8)
     axes[4].set_title(f"class {truth}", fontsize=8)

@@ -1,11 +1,13 @@
 """`agscm demo`: the whole story on one data set in a few minutes, every stage resumable.
 
-Stages: (1) a small zoo, natural and adv, in <out>/zoo; (2) an AEG-GC generator against the
-natural model; (3) its ONNX export, verified against PyTorch; (4) held-out test images as a
-PNG folder; (5) that folder perturbed by `agscm perturb` in a subprocess (the torch-free
-runtime); (6) the transfer table, AEG-GC (run from the ONNX file) vs PGD and ATA, with random
-noise of the same eps as the floor, and its one-line reading; (7) demo.png. Every accuracy the
-demo reports is measured on one set: the first `test_images` test images.
+Stages: (1) a small zoo in <out>/zoo: the natural CNN the attacks craft against, a natural MLP
+(another architecture, a transfer target) and an adversarially trained CNN; (2) an AEG-GC
+generator against the natural CNN; (3) its ONNX export, verified against PyTorch; (4) held-out
+test images as a PNG folder; (5) that folder perturbed by `agscm perturb` in a subprocess (the
+torch-free runtime); (6) the transfer table, AEG-GC (run from the ONNX file) vs PGD and ATA,
+with random noise of the same eps as the floor, each method's crafting speed, and the reading
+of where the generator wins and loses; (7) demo.png, on a seeded random sample. Every accuracy
+the demo reports is measured on one set: the first `test_images` test images.
 `<out>/demo.json` records the settings: a rerun with the same ones reuses every finished stage
 (checkpoints resume, crafted sets come from <out>/cache, outputs that exist are skipped); a run
 with other settings first removes what the earlier demo wrote.
@@ -26,12 +28,12 @@ from agscm import __version__
 from agscm.attacks.noise import RandomNoise
 from agscm.data import load_split
 from agscm.data.registry import dataset_tag
-from agscm.demo.figure import draw, explain
+from agscm.demo.figure import draw, explain, sample_title, success
 from agscm.demo.folders import Sample, read_outputs, read_pixels, run_perturb, write_samples
-from agscm.demo.reading import transfer_reading
+from agscm.demo.reading import Column, demo_reading
 from agscm.errors import AgscmError
 from agscm.eval.cache import data_identity
-from agscm.eval.methods import GENERATOR_METHOD, generator_label
+from agscm.eval.methods import GENERATOR_METHOD
 from agscm.eval.report import write_json, write_transfer
 from agscm.eval.transfer import EvalConfig, TransferResult, evaluate
 from agscm.export.pipeline import export_checkpoint
@@ -43,24 +45,24 @@ from agscm.train.trainer import SourceSpec, TrainConfig, log_path, train_generat
 from agscm.train.zoo import ZooConfig, train_classifier
 
 RECIPE = "transfer"  # the generator the demo trains (agscm.train.recipes)
-ATTACKS = (GENERATOR_METHOD, "pgd", "ata")
 FLOOR = RandomNoise.name  # every pixel +-eps at random: what an attack that learned nothing does
-METHODS = (*ATTACKS, FLOOR)
-ROWS = (generator_label(RECIPE), *METHODS[1:])  # the table's row labels
+METHODS = (GENERATOR_METHOD, "pgd", "ata", FLOOR)
 
 
 @dataclass
 class DemoBudget:
     """What the demo spends; the limits count images, so any data set costs about the same.
 
-    On mnist-sample and 2 busy CPU cores the default took 6 minutes, `quick()` 2 (docs/RESULTS.md
-    section 5).
+    On mnist-sample, on 2 CPU cores shared with a zoo training and other jobs (load average 4
+    to 9), the default took 1,236 s wall and `quick()` 213 and 249 s (two runs); the MLP
+    target trained in 0.7 to 1.5 s an epoch of that.
     """
 
     test_images: int = 1000  # the one evaluation set: zoo, generator and table accuracies
     zoo_train_limit: int | None = 4000
     zoo_batch_size: int = 64
     natural_epochs: int = 3
+    mlp_epochs: int = 3  # the natural MLP, a target of another architecture (seconds an epoch)
     adv_epochs: int = 5
     adv_warmup_epochs: int = 2
     adv_steps: int = 3  # PGD steps of the adversarial training (7 in the zoo; 3 keeps it quick)
@@ -70,13 +72,14 @@ class DemoBudget:
     generator_lr: float = 1e-3
     samples: int = 100  # test images written as PNG and perturbed
     figure_rows: int = 6
+    figure_seed: int = 0  # which random sample of the perturbed images demo.png shows
 
     @classmethod
     def quick(cls) -> DemoBudget:
-        """Every stage in a minute or two; the natural model still tops 90% clean accuracy and
-        the generator still fools it on most images."""
+        """About a fifth of the default's time (above); the natural model still tops 90% clean
+        accuracy and the generator still fools it on most images."""
         return cls(test_images=200, zoo_train_limit=2000, zoo_batch_size=32, natural_epochs=2,
-                   adv_epochs=2, adv_warmup_epochs=1, generator_train_limit=2000,
+                   mlp_epochs=2, adv_epochs=2, adv_warmup_epochs=1, generator_train_limit=2000,
                    generator_epochs=3, generator_batch_size=32)
 
 
@@ -144,13 +147,26 @@ class ImageKind:
         return f"{self.colour} {self.size[0]}x{self.size[1]} {self.dataset} images"
 
 
+@dataclass(frozen=True)
+class DemoZoo:
+    """The demo's classifiers: the source every attack crafts against, and two targets."""
+
+    natural: str
+    mlp: str
+    adv: str
+
+    def columns(self) -> list[tuple[str, str]]:
+        """(model, what it is to the attacks), in the table's column order."""
+        return [(self.natural, "white-box"), (self.mlp, "another architecture"),
+                (self.adv, "adversarially trained")]
+
+
 @dataclass
 class DemoResult:
     paths: DemoPaths
-    natural: str
-    adv: str
+    zoo: DemoZoo
     transfer: TransferResult
-    reading: str  # the transfer column in one sentence, generated from the numbers
+    reading: list[str]  # where the generator wins and loses, generated from the numbers
     images: ImageKind  # what the generator learned on, so what `agscm perturb` should get
     perturbed: int
     max_linf: float
@@ -202,13 +218,13 @@ def run_demo(data: str, out: Path, budget: DemoBudget, device: str = "cpu",
     prepare(paths, settings(data, budget), console)
     stages = Stages(console, STAGE_TITLES)
     with stages.stage("zoo"):
-        natural, adv = _train_zoo(data, paths, budget, device)
+        zoo = _train_zoo(data, paths, budget, device)
         accuracy = {row["name"]: row["test_acc"] for row in list_models(paths.zoo)}
         console.print(", ".join(f"{name}: clean accuracy {percent(accuracy[name])}"
-                                for name in (natural, adv))
+                                for name, _ in zoo.columns())
                       + f" (the first {budget.test_images} test images)")
     with stages.stage("generator"):
-        _train_generator(data, paths, budget, natural, device, console)
+        _train_generator(data, paths, budget, zoo.natural, device, console)
     with stages.stage("export"):
         _export(data, paths, console)
     with stages.stage("samples"):
@@ -222,50 +238,69 @@ def run_demo(data: str, out: Path, budget: DemoBudget, device: str = "cpu",
                       f"saved 8-bit files {max_linf:.4f} ({max_linf * 255:.0f}/255)")
     with stages.stage("table"):
         transfer = evaluate(EvalConfig(
-            data=data, sources=[natural], targets=[natural, adv], methods=list(METHODS),
-            generators={natural: [str(paths.onnx)]}, zoo_dir=str(paths.zoo),
-            limit=budget.test_images, cache_dir=str(paths.cache), device=device),
-            console=console)
+            data=data, sources=[zoo.natural], targets=[name for name, _ in zoo.columns()],
+            methods=list(METHODS), generators={zoo.natural: [str(paths.onnx)]},
+            zoo_dir=str(paths.zoo), limit=budget.test_images, cache_dir=str(paths.cache),
+            device=device), console=console)
         write_transfer(transfer, paths.out, stem="table")
-        reading = _reading(transfer, natural, adv)
+        speed = images_per_second(transfer)
+        reading = demo_reading(generator_row(transfer), _columns(transfer, zoo),
+                               {m: value for m, value in speed.items() if m != FLOOR})
     with stages.stage("figure"):
-        _figure(paths, natural, samples, clean, adversarial, test.classes, transfer.eps,
-                budget.figure_rows)
+        figure = _figure(paths, zoo.natural, samples, clean, adversarial, test.classes,
+                         transfer.eps, budget)
     write_json(paths.stamp, {"settings": settings(data, budget), "seconds": stages.seconds,
-                             "reading": reading})
+                             "reading": reading, "images_per_second": speed, "figure": figure})
     images = ImageKind(dataset_tag(data), test.channels, (test.size[0], test.size[1]))
-    return DemoResult(paths, natural, adv, transfer, reading, images, len(samples), max_linf,
+    return DemoResult(paths, zoo, transfer, reading, images, len(samples), max_linf,
                       stages.seconds)
 
 
-def _reading(transfer: TransferResult, source: str, target: str) -> str:
-    """`transfer_reading` of the attacks' accuracies on `target`, against the noise floor."""
-    cells = {method: transfer.cell(source, method, target) for method in ROWS}
-    floor = cells.pop(FLOOR)
-    assert floor is not None, "the demo always crafts the noise floor"
-    return transfer_reading(target, {m: c.accuracy for m, c in cells.items() if c}, floor.accuracy)
+def generator_row(transfer: TransferResult) -> str:
+    """The generator's row label as the table wrote it (it follows the recipe the file names)."""
+    return next(m for m in transfer.methods if m.startswith(GENERATOR_METHOD))
 
 
-STAGE_TITLES = {"zoo": "zoo: a natural and an adversarially trained classifier",
+def images_per_second(transfer: TransferResult) -> dict[str, float]:
+    """Each row's crafting speed (images / wall seconds of crafting the evaluation set, on the
+    demo's device), as the table measured it when the set was crafted (cached sets keep it)."""
+    return {crafted.method: crafted.images_per_second for crafted in transfer.sets}
+
+
+def _columns(transfer: TransferResult, zoo: DemoZoo) -> list[Column]:
+    """Every target's accuracies under the attacks, with its noise floor apart."""
+    columns = []
+    for target, role in zoo.columns():
+        cells = {m: transfer.cell(zoo.natural, m, target) for m in transfer.methods}
+        accuracy = {m: cell.accuracy for m, cell in cells.items() if cell is not None}
+        assert len(accuracy) == len(cells), "the demo's table has every cell"
+        floor = accuracy.pop(FLOOR)
+        columns.append(Column(target, role, accuracy, floor))
+    return columns
+
+
+STAGE_TITLES = {"zoo": "zoo: a natural CNN, a natural MLP and an adversarially trained CNN",
                 "generator": "AEG-GC generator against the natural model",
                 "export": "ONNX export, verified against PyTorch",
                 "samples": "held-out test images as PNG files",
                 "perturb": "perturb the folder with the torch-free runtime (agscm perturb)",
-                "table": "transfer table: AEG-GC vs PGD vs ATA, and the noise floor",
-                "figure": "figure: clean / adversarial / perturbation / Grad-CAM"}
+                "table": "transfer table: AEG-GC vs PGD vs ATA, the noise floor, crafting speed",
+                "figure": "figure: clean / adversarial / perturbation / Grad-CAM, random sample"}
 
 
-def _train_zoo(data: str, paths: DemoPaths, budget: DemoBudget, device: str) -> tuple[str, str]:
-    names = []
-    for kind, epochs in (("natural", budget.natural_epochs), ("adv", budget.adv_epochs)):
-        name = f"{dataset_tag(data)}-{kind}"
-        config = ZooConfig(data=data, kind=kind, epochs=epochs, batch_size=budget.zoo_batch_size,
+def _train_zoo(data: str, paths: DemoPaths, budget: DemoBudget, device: str) -> DemoZoo:
+    tag = dataset_tag(data)
+    zoo = DemoZoo(f"{tag}-natural", f"{tag}-mlp", f"{tag}-adv")
+    for name, kind, arch, epochs in ((zoo.natural, "natural", None, budget.natural_epochs),
+                                     (zoo.mlp, "natural", "mlp", budget.mlp_epochs),
+                                     (zoo.adv, "adv", None, budget.adv_epochs)):
+        config = ZooConfig(data=data, kind=kind, arch=arch, epochs=epochs,
+                           batch_size=budget.zoo_batch_size,
                            eps_warmup_epochs=budget.adv_warmup_epochs, adv_steps=budget.adv_steps,
                            train_limit=budget.zoo_train_limit)
         train_classifier(config, paths.zoo / f"{name}{SUFFIX}", device=device,
                          test_limit=budget.test_images)
-        names.append(name)
-    return names[0], names[1]
+    return zoo
 
 
 def _train_generator(data: str, paths: DemoPaths, budget: DemoBudget, natural: str,
@@ -307,16 +342,20 @@ def _read_pairs(samples: list[Sample], paths: DemoPaths,
 
 
 def _figure(paths: DemoPaths, natural: str, samples: list[Sample], clean: np.ndarray,
-            adversarial: np.ndarray, classes: list[str], eps: float, rows: int) -> None:
-    """demo.png on the first image of each class (then the next ones), up to `rows`."""
-    chosen: list[int] = []
-    for index, sample in enumerate(samples):
-        if sample.label not in {samples[i].label for i in chosen}:
-            chosen.append(index)
-    chosen = (chosen + [i for i in range(len(samples)) if i not in chosen])[:rows]
+            adversarial: np.ndarray, classes: list[str], eps: float,
+            budget: DemoBudget) -> dict[str, Any]:
+    """demo.png on a random sample (`figure_seed`) of the perturbed images, not a chosen one;
+    returns what it shows, for demo.json."""
+    rng = np.random.default_rng(budget.figure_seed)
+    chosen = sorted(rng.choice(len(samples), min(budget.figure_rows, len(samples)),
+                               replace=False).tolist())
     model, _ = load_classifier(natural, paths.zoo)
     labels = np.array([samples[i].label for i in chosen])
     examples = explain(model, clean[chosen].astype(np.float32) / 255,
                        adversarial[chosen].astype(np.float32) / 255, labels)
-    draw(examples, classes, eps, f"AEG-GC against {natural} (eps {eps:.3g}); red: misclassified",
-         paths.figure)
+    title = sample_title(examples, natural, eps, budget.figure_seed, len(samples))
+    draw(examples, classes, eps, title, paths.figure)
+    fooled, correct = success(examples)
+    return {"seed": budget.figure_seed, "test_indices": [samples[i].index for i in chosen],
+            "outcomes": [example.outcome for example in examples], "fooled": fooled,
+            "correct": correct, "title": title}

@@ -8,7 +8,8 @@ A model's predictions on a set (or on the clean images) are keyed by the images'
 the content hash of the model's checkpoints and the device. Files are `.npz` (no pickles), written
 atomically, named `<source>-<method>-<hash>.npz` and `predictions/<set>-on-<model>-<hash>.npz`.
 A set being crafted keeps its progress in `<source>-<method>-<hash>.partial.npz` under the same
-key, so a killed table goes on mid-set; the file goes once the set is stored.
+key, so a killed table goes on mid-set (a damaged one is named in a warning and the set
+crafted from the start); the file goes once the set is stored.
 """
 
 from __future__ import annotations
@@ -93,8 +94,10 @@ class CraftCache:
     `crafted` and `reused` count what happened, for reports and tests.
     """
 
-    def __init__(self, folder: Path | None = DEFAULT_CACHE_DIR) -> None:
+    def __init__(self, folder: Path | None = DEFAULT_CACHE_DIR,
+                 warn: Callable[[str], None] = lambda text: None) -> None:
         self.folder = Path(folder) if folder is not None else None
+        self.warn = warn  # told of a killed craft's progress that cannot be used
         self.crafted = 0
         self.reused = 0
         self.predicted = 0
@@ -128,7 +131,7 @@ class CraftCache:
         """The stored set for `key` if there is a sound one, else `make(store)` and store it;
         `store` keeps the craft's progress meanwhile (None without a cache folder)."""
         path = self.path_for(name, key)
-        partial = PartialSet(path.with_suffix(".partial.npz"), key) if path else None
+        partial = PartialSet(path.with_suffix(".partial.npz"), key, self.warn) if path else None
         result, cached = _stored_or_made(path, lambda p: _read(p, key, labels),
                                          lambda: make(partial),
                                          lambda p, made: _write(p, key, labels, made))
@@ -146,11 +149,15 @@ class PartialSet:
 
     path: Path
     key: dict[str, Any]
+    warn: Callable[[str], None] = lambda text: None
 
     def load(self) -> CraftState | None:
         stored = _load_matching(self.path, self.key, ("adversarial", "seconds", "batch_size",
                                                       "cpu_rng", "cuda_rng"))
         if stored is None:
+            if self.path.exists():  # said, so that a long craft starting over is no surprise
+                self.warn(f"{self.path}: a killed craft's progress, damaged (or another "
+                          "set's); crafting the set from the start")
             return None
         cuda_rng = stored["cuda_rng"]
         return CraftState(len(stored["adversarial"]), stored["adversarial"],

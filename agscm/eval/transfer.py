@@ -201,7 +201,9 @@ def evaluate(config: EvalConfig, progress: bool = True, console: Console | None 
     clean = data.as_float()
     hashed_clean = HashedImages.of(clean)
     models: dict[str, _Model] = {}
-    cache = CraftCache(Path(config.cache_dir) if config.cache_dir else None)
+    cache = CraftCache(Path(config.cache_dir) if config.cache_dir else None,
+                       lambda text: console.print(f"warning: {text}", soft_wrap=True,
+                                                  markup=False, highlight=False))
 
     def model(name: str) -> _Model:
         if name not in models:

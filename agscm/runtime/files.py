@@ -1,6 +1,6 @@
 """The file-system side of a folder run: walking the input tree, naming outputs, safe writes.
 
-Three rules keep a run from touching what it must not (README "Guarantees"):
+Three rules keep a run from touching what it must not (docs/USAGE.md, "Guarantees"):
 - Every walk and every write goes by real paths: the walk skips whatever resolves into the
   output folder, and a write whose folder resolves into the input tree (or is any folder the
   walk read) is refused.

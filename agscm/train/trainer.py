@@ -291,6 +291,7 @@ def step_loss(generator: Generator, sources: list[LoadedSource], images: torch.T
               draws: torch.Generator | None = None,
               objectives: list[tuple[Objective, float]] | None = None,
               clean_weights: list[torch.Tensor] | None = None,
+              views: list[View] | None = None,
               ) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss of one batch and its terms (for the progress bar): each objective summed
     over the sources by their weights, then weighted. What the objectives need from a source
@@ -299,16 +300,18 @@ def step_loss(generator: Generator, sources: list[LoadedSource], images: torch.T
     `clean_maps`, `clean_weights`: this batch's clean Grad-CAM maps and channel weights per
     source, if cached; else computed here. `draws`: the random source of the input views
     (needed when the config has any) and of the weights' masks when computed here.
-    `objectives`: made once per run by `build_objectives` (made here when not given).
+    `objectives`, `views`: made once per run by `build_objectives` and `build_views` (made
+    here when not given).
     """
     objectives = objectives if objectives is not None else build_objectives(config)
+    views = views if views is not None else build_views(config)
     needs = objective_needs(objectives)
     targeted = config.target_class is not None
     goal = torch.full_like(labels, config.target_class) if targeted else labels
     delta = generator.perturbation(images)
     adversarial = (images + delta).clamp(0, 1)
     clean_view, adversarial_view = images, adversarial
-    for view in build_views(config):
+    for view in views:
         assert draws is not None, "input views need a random generator"
         clean_view, adversarial_view = view(clean_view, adversarial_view, draws)
     sums = [objective.perturbation_term(delta) if not objective.per_source else torch.zeros(())
@@ -443,7 +446,7 @@ def _train_generator(config: TrainConfig, resume: bool, train_set: ImageSet, val
     if record["epoch"] >= config.epochs:
         return GeneratorCheckpoint(out, {**record, "kind": "generator"}, generator.eval())
     generator.train()
-    objectives = build_objectives(config)
+    objectives, views = build_objectives(config), build_views(config)
     cached_maps = clean_map_cache(sources, train_set, config)
     cached_weights = channel_weight_cache(sources, train_set, config)
     steps_per_epoch = batch_count(train_set, config.batch_size)
@@ -465,7 +468,7 @@ def _train_generator(config: TrainConfig, resume: bool, train_set: ImageSet, val
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(config, epoch + (step - 1) / steps_per_epoch)
                 loss, terms = step_loss(generator, sources, images, labels, config, clean_maps,
-                                        draws, objectives, clean_weights)
+                                        draws, objectives, clean_weights, views)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -3,7 +3,7 @@ line below."""
 
 from __future__ import annotations
 
-from agscm.errors import AgscmError
+from agscm.train.named_values import lookup, parse_named_value
 from agscm.train.objectives.base import Objective, Settings
 from agscm.train.objectives.carlini_wagner import CarliniWagner
 from agscm.train.objectives.cross_entropy import CrossEntropy
@@ -32,21 +32,10 @@ ADVERSARIAL_LOSSES = tuple(name for name, objective in OBJECTIVES.items()
 
 def create_objective(name: str, settings: Settings | None = None) -> Objective:
     """The objective called `name`; an unknown name is one line that lists the known ones."""
-    if name not in OBJECTIVES:
-        raise AgscmError(f"unknown objective {name!r}; choose one of {', '.join(OBJECTIVES)}")
-    return OBJECTIVES[name](settings or Settings())
+    return lookup(OBJECTIVES, name, "objective")(settings or Settings())
 
 
 def parse_weighted(text: str) -> tuple[str, float]:
     """`NAME[@WEIGHT]` -> (name, weight), e.g. `feature@0.5`; the name must be registered."""
-    name, _, weight_text = text.partition("@")
-    try:
-        weight = float(weight_text) if weight_text else 1.0
-    except ValueError:
-        raise AgscmError(f"bad objective weight in {text!r}; expected NAME[@WEIGHT]") from None
-    if name not in OBJECTIVES:
-        raise AgscmError(f"unknown objective {name!r} in {text!r}; choose one of "
-                         f"{', '.join(OBJECTIVES)}")
-    if not weight > 0:
-        raise AgscmError(f"an objective's weight must be > 0, got {text!r}")
-    return name, weight
+    return parse_named_value(text, OBJECTIVES, "objective", "weight", lambda weight: weight > 0,
+                             "an objective's weight must be > 0")

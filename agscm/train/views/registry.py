@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agscm.errors import AgscmError
+from agscm.train.named_values import lookup, parse_named_value
 from agscm.train.views.base import View
 from agscm.train.views.diversity import InputDiversity
 
@@ -12,20 +12,12 @@ VIEWS: dict[str, type[View]] = {view.name: view for view in (
 
 
 def parse_view(text: str) -> tuple[str, float]:
-    """`NAME@STRENGTH` -> (name, strength in (0, 1]), e.g. `diversity@0.5`."""
-    name, _, strength_text = text.partition("@")
-    try:
-        strength = float(strength_text) if strength_text else 1.0
-    except ValueError:
-        raise AgscmError(f"bad view strength in {text!r}; expected NAME[@STRENGTH]") from None
-    if name not in VIEWS:
-        raise AgscmError(f"unknown view {name!r} in {text!r}; choose one of {', '.join(VIEWS)}")
-    if not 0 < strength <= 1:
-        raise AgscmError(f"a view's strength is in (0, 1], got {text!r}")
-    return name, strength
+    """`NAME[@STRENGTH]` -> (name, strength in (0, 1]), e.g. `diversity@0.5`."""
+    return parse_named_value(text, VIEWS, "view", "strength", lambda strength: 0 < strength <= 1,
+                             "a view's strength is in (0, 1]")
 
 
 def create_view(name: str, strength: float) -> View:
-    if name not in VIEWS:
-        raise AgscmError(f"unknown view {name!r}; choose one of {', '.join(VIEWS)}")
-    return VIEWS[name](strength)
+    """The view called `name` at `strength`; an unknown name is one line that lists the known
+    ones."""
+    return lookup(VIEWS, name, "view")(strength)
