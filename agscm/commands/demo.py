@@ -26,9 +26,9 @@ def demo(
     ] = False,
     threads: Annotated[int, typer.Option(
         envvar="AGSCM_THREADS", show_envvar=False,
-        help="CPU threads for PyTorch and onnxruntime (0: one per core; also read from "
-             "$AGSCM_THREADS). The demo's models are tiny: on a shared 2-core machine one "
-             "thread ran it 3-6x faster than two.")] = 1,
+        help="CPU threads for PyTorch and onnxruntime (0, the default: one per core; also "
+             "read from $AGSCM_THREADS). One per core is fastest on an idle machine "
+             "(docs/RESULTS.md section 5); 1 leaves the other cores to other jobs.")] = 0,
     device: TorchDevice = "auto",
 ) -> None:
     """The whole story offline in minutes, ending in a transfer table and demo.png.
