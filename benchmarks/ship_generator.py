@@ -29,6 +29,7 @@ import numpy as np
 
 from agscm.data import load_split
 from agscm.digest import file_digest
+from agscm.eval.methods import generator_label
 from agscm.models.checkpoint import read_meta
 from agscm.runtime import Perturber
 from agscm.runtime.pretrained import CARD_SUFFIX, card_from_json, write_card
@@ -99,8 +100,8 @@ def main() -> None:
     parser.add_argument("checkpoint", type=Path, help="the generator's training checkpoint")
     parser.add_argument("model", type=Path, help="its export in the shipped folder (NAME.onnx)")
     parser.add_argument("--table", type=Path, required=True)
-    parser.add_argument("--method", default="aeg-gc",
-                        help="the generator's method name in the table [default: aeg-gc]")
+    parser.add_argument("--method", help="the generator's row in the table [default: its "
+                                          "recipe's label, e.g. aeg-gc-transfer]")
     parser.add_argument("--summary", required=True)
     parser.add_argument("--train-command", required=True)
     parser.add_argument("--default", action="store_true")
@@ -119,7 +120,8 @@ def main() -> None:
                 "validation": {k: v for k, v in history[-1].items()
                                if k.startswith("val_") or k == "collapse"}}
     card = write_card(model, summary=args.summary, recipe=meta["recipe"], training=training,
-                      transfer=transfer_cells(args.table, meta["sources"][0], args.method),
+                      transfer=transfer_cells(args.table, meta["sources"][0],
+                                              args.method or generator_label(meta["recipe"])),
                       crafting=(kept_crafting(model) if args.keep_crafting
                                 else crafting_speed(model, meta["train"]["data"])),
                       default=args.default)

@@ -22,7 +22,7 @@ from agscm.models.registry import COMMITTED_ZOO
 REPO = Path(__file__).resolve().parents[1]
 SLICE = REPO / "benchmarks" / "results" / "shipped_mnist_table_first200.json"
 GENERATOR = REPO / "agscm" / "pretrained" / "mnist-transfer.onnx"
-CELLS = [("aeg-gc", "mnist-mlp-natural"), ("pgd", "mnist-mlp-natural")]
+CELLS = [("aeg-gc-transfer", "mnist-mlp-natural"), ("pgd", "mnist-mlp-natural")]
 
 
 @pytest.mark.slow

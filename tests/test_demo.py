@@ -28,7 +28,7 @@ from agscm.models.registry import list_models
 
 NATURAL, MLP, ADV = "mnist-sample-natural", "mnist-sample-mlp", "mnist-sample-adv"
 TARGETS = {NATURAL: "white-box", MLP: "another architecture", ADV: "adversarially trained"}
-GENERATOR = "aeg-gc"  # the row of the demo's generator, run from its ONNX file
+GENERATOR = "aeg-gc-transfer"  # the row of the demo's generator (transfer recipe, from ONNX)
 METHODS = (GENERATOR, "pgd", "ata", "noise")
 EPS = 0.3  # the MNIST budget every stage defaults to
 

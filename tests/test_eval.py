@@ -255,6 +255,22 @@ def test_onnx_generator_matches_its_checkpoint(config, generators, tmp_path) -> 
                                                           abs=0.021)
 
 
+def test_an_onnx_generator_keeps_its_recipe_and_label(zoo, mnist_dir, tmp_path) -> None:
+    """A transfer-recipe generator is `aeg-gc-transfer` in a table whether its checkpoint or
+    its ONNX export is evaluated (the export keeps the recipe in its training settings)."""
+    from agscm.eval.methods import GeneratorMethod
+    from agscm.export.pipeline import export_checkpoint
+
+    checkpoint = train_generator(TrainConfig(
+        data=str(mnist_dir), out=str(tmp_path / "t.safetensors"), sources=[SourceSpec(
+            "tiny-natural")], zoo_dir=str(zoo), epochs=1, batch_size=64, width=4,
+        residual_blocks=1, train_limit=64, val_limit=32, recipe="transfer")).path
+    export_checkpoint(Path(checkpoint), tmp_path / "t.onnx", data=str(mnist_dir))
+    from_torch, from_onnx = GeneratorMethod(Path(checkpoint)), GeneratorMethod(tmp_path / "t.onnx")
+    assert from_torch.label == from_onnx.label == "aeg-gc-transfer"
+    assert ({**from_onnx.settings(), "format": None} == {**from_torch.settings(), "format": None})
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"eps": 1.5}, r"eps must be in \(0, 1\]"),
     ({"methods": ["cw"]}, "unknown method 'cw'; choose one of aeg-gc, fgsm"),

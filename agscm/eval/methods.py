@@ -218,6 +218,6 @@ def _onnx_generator(path: Path, device: str) -> tuple[GeneratorInfo, Apply]:
 
     perturber = Perturber(path, device="cuda" if device.startswith("cuda") else "cpu")
     meta = perturber.metadata
+    recipe = str(meta.config.get("train", {}).get("recipe", "paper"))  # export: {generator, train}
     return GeneratorInfo(meta.channels, meta.eps, meta.norm, list(meta.source_models),
-                         meta.lambda_gradcam, str(meta.config.get("recipe", "paper"))), \
-        perturber.perturb_array
+                         meta.lambda_gradcam, recipe), perturber.perturb_array
