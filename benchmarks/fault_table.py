@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from side_by_side import case_row, report  # noqa: E402
-from training_faults import CASES, FaultEnv, tiny_zoo  # noqa: E402
+from training_faults import CASES, ZOO_CHECK, FaultEnv, tiny_zoo  # noqa: E402
 
 DATA = Path(os.environ.get("AGSCM_DATA", REPO.parent / "shared" / "data"))
 
@@ -40,6 +40,15 @@ def source_of(revision: str | None, target: Path) -> Path:
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(target, filter="data")
     return target
+
+
+def zoo_check_of(agscm: list[str], env: dict[str, str], work: Path) -> tuple[str, ...]:
+    """The cases' short per-epoch test check, where this version's `zoo train` has it (the
+    baseline may not: its zoo runs then check all 10,000 test images, only slower). Run in
+    `work`, where no checkout's own folder shadows $PYTHONPATH."""
+    shown = subprocess.run([*agscm, "zoo", "train", "--help"], capture_output=True, text=True,
+                           env={**env, "COLUMNS": "200"}, cwd=work).stdout
+    return ZOO_CHECK if "--test-limit" in shown else ()
 
 
 def main() -> None:
@@ -64,11 +73,13 @@ def main() -> None:
             env = {**os.environ, "OMP_NUM_THREADS": "1", "AGSCM_THREADS": "1",
                    "PYTHONPATH": str(source_of(revision, work / f"src-{name}")),
                    "AGSCM_CACHE": str(work / f"cache-{name}")}
-            installs[name] = (env, tiny_zoo(agscm, env, DATA / "mnist", work / f"zoo-{name}"))
+            check = zoo_check_of(agscm, env, work)
+            installs[name] = (env, tiny_zoo(agscm, env, DATA / "mnist", work / f"zoo-{name}",
+                                            check), check)
 
         def make_env(version: str, folder: Path) -> FaultEnv:
-            env, zoo = installs[version]
-            return FaultEnv(agscm, folder, DATA / "mnist", zoo, env)
+            env, zoo, check = installs[version]
+            return FaultEnv(agscm, folder, DATA / "mnist", zoo, env, zoo_check=check)
 
         for case in CASES:
             if args.only and case.__name__ not in args.only:

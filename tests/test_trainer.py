@@ -178,10 +178,12 @@ def test_same_seed_same_weights(mnist_dir, tiny_zoo, tmp_path) -> None:
     ({"cam_weight_copies": 0}, ">= 1 copies"),
     ({"objectives": ["fia@1"]}, "unknown objective 'fia'"),
     ({"feature_weight": 1.0, "feature_layer": "nope"}, "no layer 'nope'"),
+    ({"train_limit": 0}, "train limit must be >= 1, got 0"),
+    ({"val_limit": -3}, "validation limit must be >= 1, got -3"),
 ])
 def test_bad_configs_are_one_line_errors(mnist_dir, tiny_zoo, tmp_path, changes, message) -> None:
-    config = _config(mnist_dir, tiny_zoo, tmp_path / "g.safetensors", train_limit=64,
-                     val_limit=32, epochs=1, **changes)
+    config = _config(mnist_dir, tiny_zoo, tmp_path / "g.safetensors",
+                     **{"train_limit": 64, "val_limit": 32, "epochs": 1, **changes})
     with pytest.raises(AgscmError, match=message):
         train_generator(config)
 

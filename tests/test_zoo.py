@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +14,7 @@ from agscm.cli import app
 from agscm.data import load_split
 from agscm.errors import AgscmError
 from agscm.models.batches import accuracy
-from agscm.models.checkpoint import load_checkpoint, save_checkpoint
+from agscm.models.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from agscm.models.classifiers import ARCHITECTURES, ClassifierConfig, build_classifier
 from agscm.models.registry import list_models, load_classifier, resolve_model_path
 from agscm.train.zoo import ZooConfig, train_classifier
@@ -139,8 +140,15 @@ def test_cli_zoo_train_list_and_errors(mnist_dir, tmp_path) -> None:
     runner = CliRunner()
     zoo = str(tmp_path / "zoo")
     result = runner.invoke(app, ["zoo", "train", str(mnist_dir), "--zoo", zoo, "--epochs", "1",
-                                 "--train-limit", "500"])
+                                 "--train-limit", "500", "--test-limit", "300"])
     assert result.exit_code == 0, result.output
+    checked = read_meta(Path(zoo) / "mnist-natural.safetensors")["history"][-1]["test_acc"]
+    assert checked * 300 == pytest.approx(round(checked * 300), abs=1e-9)  # k of 300 images
+    for option, value in (("--test-limit", "0"), ("--train-limit", "-5")):
+        refused = runner.invoke(app, ["zoo", "train", str(mnist_dir), "--zoo", zoo, "--name",
+                                      "other", option, value])
+        assert refused.exit_code == 1 and "limit must be >= 1" in refused.output, option
+    assert not (Path(zoo) / "other.safetensors").exists()
     listed = runner.invoke(app, ["zoo", "list", "--zoo", zoo], env={"COLUMNS": "250"})
     assert "mnist-natural" in listed.output and "done" in listed.output
     bad = runner.invoke(app, ["zoo", "train", str(mnist_dir), "--zoo", zoo, "--kind", "weird"])

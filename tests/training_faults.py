@@ -27,8 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hostile_cases import Outcome, clean_exit, error_line, one_line_refusal, small_disk, snapshot
+from hostile_cases import Outcome, Unavailable, clean_exit, error_line, one_line_refusal, small_disk, snapshot
 from PIL import Image
+
+# Each epoch of `zoo train` checks the model on the test set: 256 images, not all 10,000, keep
+# the zoo cases short (the check's accuracy is not what they compare)
+ZOO_CHECK = ("--test-limit", "256")
 
 
 @dataclass
@@ -42,6 +46,7 @@ class FaultEnv:
     zoo: Path
     env: dict[str, str]
     kills: int = 3  # SIGKILLs per killed-run case (the table's three; the test suite's one)
+    zoo_check: tuple[str, ...] = ZOO_CHECK  # () for a version without `zoo train --test-limit`
 
     def run(self, *args: str | Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*self.agscm, *map(str, args)], capture_output=True, text=True,
@@ -52,11 +57,14 @@ class FaultEnv:
                                 stderr=subprocess.PIPE, text=True, env=self.env, cwd=self.work)
 
 
-def tiny_zoo(agscm: list[str], env: dict[str, str], mnist: Path, zoo: Path) -> Path:
+def tiny_zoo(agscm: list[str], env: dict[str, str], mnist: Path, zoo: Path,
+             zoo_check: tuple[str, ...] = ZOO_CHECK) -> Path:
     """`tiny`: the MNIST CNN after one epoch on 1,024 digits (the cases' source)."""
+    zoo.mkdir(parents=True, exist_ok=True)  # run there: `python -m` puts the cwd first on the
+    # path, and a checkout's own folder would shadow the version that $PYTHONPATH names
     result = subprocess.run([*agscm, "zoo", "train", str(mnist), "--name", "tiny", "--zoo",
-                             str(zoo), "--epochs", "1", "--train-limit", "1024"],
-                            capture_output=True, text=True, env=env, timeout=600)
+                             str(zoo), "--epochs", "1", "--train-limit", "1024", *zoo_check],
+                            capture_output=True, text=True, env=env, timeout=600, cwd=zoo)
     assert result.returncode == 0, result.stderr
     return zoo
 
@@ -65,7 +73,7 @@ def tiny_zoo(agscm: list[str], env: dict[str, str], mnist: Path, zoo: Path) -> P
 
 def zoo_args(env: FaultEnv, zoo: Path, *extra: str) -> list[str | Path]:
     return ["zoo", "train", env.mnist, "--name", "k", "--zoo", zoo, "--epochs", "2",
-            "--train-limit", "256", *extra]
+            "--train-limit", "256", *env.zoo_check, *extra]
 
 
 def train_args(env: FaultEnv, out: Path, data: Path | None = None, *extra: str) -> list[str | Path]:
@@ -97,13 +105,12 @@ def same_tensors(first: Path, second: Path) -> str | None:
 def _killed_and_resumed(env: FaultEnv, make_args: Callable[[Path], list[str | Path]],
                         resume_flag: tuple[str, ...], seed: int) -> Outcome:
     """Run once uninterrupted (timed); then `env.kills` times: start afresh, SIGKILL at a seeded
-    moment within the reference's duration, rerun to the end (the same command, plus
-    `resume_flag`); each final checkpoint must equal the reference's bit for bit."""
+    moment within the reference's training (from its first file to its end), rerun to the end
+    (the same command, plus `resume_flag`); each final checkpoint must equal the reference's
+    bit for bit."""
     reference = env.work / "reference"
     reference.mkdir()
-    start = time.perf_counter()
-    done = env.run(*make_args(reference))
-    duration = time.perf_counter() - start
+    done, began, duration = _timed_from_first_file(env, make_args(reference), reference)
     if done.returncode != 0:
         return Outcome(False, f"the uninterrupted run failed: {_last_line(done)}")
     expected = _checkpoint_in(reference)
@@ -112,7 +119,7 @@ def _killed_and_resumed(env: FaultEnv, make_args: Callable[[Path], list[str | Pa
     for attempt in range(env.kills):
         folder = env.work / f"killed-{attempt}"
         folder.mkdir()
-        moment = draws.uniform(0.2, 0.95) * duration
+        moment = began + draws.uniform(0.1, 0.95) * (duration - began)
         moments.append(f"{moment:.1f}")
         process = env.start(*make_args(folder))
         time.sleep(moment)
@@ -130,8 +137,29 @@ def _killed_and_resumed(env: FaultEnv, make_args: Callable[[Path], list[str | Pa
         leftovers = [p.name for p in folder.iterdir() if ".agscm-tmp" in p.name]
         if leftovers:
             return Outcome(False, f"temp files left: {leftovers}")
-    return Outcome(True, f"killed at {', '.join(moments)} s of {duration:.0f}; every rerun "
-                         "ended bit for bit equal to the uninterrupted run")
+    return Outcome(True, f"killed at {', '.join(moments)} s of {duration:.0f} (training "
+                         f"from {began:.1f} s); every rerun ended bit for bit equal to the "
+                         "uninterrupted run")
+
+
+def _timed_from_first_file(env: FaultEnv, args: list[str | Path], folder: Path,
+                           ) -> tuple[subprocess.CompletedProcess[str], float, float]:
+    """Run to the end; also when the first file appeared in `folder` (the output's lock, taken
+    as training starts, after the interpreter's start and the data set's checks), so that
+    kills can be drawn from the training itself. Seconds from the start: (run, began, end)."""
+    errors = env.work / f"{folder.name}.stderr"
+    with errors.open("w") as stream:
+        start = time.perf_counter()
+        process = subprocess.Popen([*env.agscm, *map(str, args)], stdout=subprocess.DEVNULL,
+                                   stderr=stream, text=True, env=env.env, cwd=env.work)
+        began = None
+        while process.poll() is None:
+            if began is None and any(folder.iterdir()):
+                began = time.perf_counter() - start
+            time.sleep(0.02)
+        duration = time.perf_counter() - start
+    run = subprocess.CompletedProcess(process.args, process.returncode, "", errors.read_text())
+    return run, began if began is not None else 0.0, duration
 
 
 def _checkpoint_in(folder: Path) -> Path | None:
@@ -548,20 +576,44 @@ def _csv_rows(path: Path) -> list[dict[str, str]]:
 
 # --- 4. two processes on one output -----------------------------------------------------------
 
+def _wait_until_locked_by(lock: Path, process: subprocess.Popen[str],
+                          timeout: float = 300) -> bool:
+    """Whether `process` came to hold a flock on `lock` (read from /proc/locks, which takes no
+    lock itself) before it ended or `timeout` passed."""
+    locks = Path("/proc/locks")
+    if not locks.is_file():
+        raise Unavailable("no /proc/locks on this machine")
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        if lock.exists():
+            inode = f":{lock.stat().st_ino} "
+            if any(" FLOCK " in line and f" {process.pid} " in line and inode in line
+                   for line in locks.read_text().splitlines()):
+                return True
+        time.sleep(0.05)
+    return False
+
+
 def two_trainings_into_one_checkpoint(env: FaultEnv) -> Outcome:
+    """The second run starts while the first holds the output's lock: the first is stopped
+    (SIGSTOP) as soon as /proc/locks shows its lock, so the overlap does not depend on how
+    fast either runs, and continued once the second has answered."""
     out = env.work / "g.safetensors"
     first = env.start(*train_args(env, out))
-    time.sleep(4)
-    second = env.run(*train_args(env, out), "--resume")
-    first.wait()
-    problem = clean_exit(second)
-    if problem:
-        return Outcome(False, problem)
-    if first.returncode != 0:
+    if not _wait_until_locked_by(out.with_name(f".{out.name}.lock"), first):
+        first.kill()
+        first.wait()
+        return Outcome(False, "the first run never held the checkpoint's lock")
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = env.run(*train_args(env, out), "--resume")
+    finally:
+        first.send_signal(signal.SIGCONT)
+    if first.wait() != 0:
         return Outcome(False, "the first run failed")
     if second.returncode == 0:
         return Outcome(False, "both ran into one checkpoint")
-    return Outcome(True, f"exit {second.returncode}: {error_line(second)}")
+    return one_line_refusal(second, "another agscm process")
 
 
 def two_evaluations_on_one_cache(env: FaultEnv) -> Outcome:
@@ -704,6 +756,14 @@ def zoo_eps_nan(env: FaultEnv) -> Outcome:
     return _setting_refused(env, "eps", "--kind", "adv", "--eps", "nan", command="zoo")
 
 
+def a_train_limit_of_zero(env: FaultEnv) -> Outcome:
+    return _setting_refused(env, "train limit", "--train-limit", "0")
+
+
+def zoo_negative_train_limit(env: FaultEnv) -> Outcome:
+    return _setting_refused(env, "train limit", "--train-limit", "-5", command="zoo")
+
+
 def a_layer_the_source_lacks(env: FaultEnv) -> Outcome:
     return _setting_refused(env, "nope", "--feature-weight", "1", "--feature-layer", "nope")
 
@@ -744,7 +804,8 @@ QUICK_CASES: list[Callable[[FaultEnv], Outcome]] = [
     images_of_mixed_sizes,
     a_corrupt_jpeg_among_many, idx_labels_out_of_range, truncated_archive,
     images_the_source_cannot_read,
-    eps_zero, eps_negative, eps_nan, zoo_eps_nan, a_layer_the_source_lacks, an_unknown_recipe,
+    eps_zero, eps_negative, eps_nan, zoo_eps_nan, a_train_limit_of_zero, zoo_negative_train_limit,
+    a_layer_the_source_lacks, an_unknown_recipe,
     an_unknown_objective, resume_with_changed_settings,
 ]
 SLOW_CASES: list[Callable[[FaultEnv], Outcome]] = [

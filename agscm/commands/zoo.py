@@ -60,6 +60,9 @@ def train(
         help="Seed \\[default: 0 natural, 1 adv, 2 secret].")] = None,
     train_limit: Annotated[int | None, typer.Option(
         help="Use only the first N training images.")] = None,
+    test_limit: Annotated[int | None, typer.Option(
+        help="Check each epoch on only the first N test images \\[default: all]; `agscm zoo "
+             "publish` measures the whole test set.")] = None,
     stop_after_epoch: Annotated[int | None, typer.Option(
         help="End this run after epoch K of --epochs (the schedule still spans --epochs); the "
              "same command without it goes on from there, ending as one run would.")] = None,
@@ -80,7 +83,8 @@ def train(
                        eps_warmup_epochs=eps_warmup_epochs, seed=seed, train_limit=train_limit)
     model_name = name or "-".join(filter(None, (dataset_tag(data), arch, kind)))
     path = train_classifier(config, (zoo_dir or default_zoo_dir()) / f"{model_name}{SUFFIX}",
-                            device=device, stop_after_epoch=stop_after_epoch)
+                            device=device, test_limit=test_limit,
+                            stop_after_epoch=stop_after_epoch)
     typer.echo(f"saved {path}")
 
 

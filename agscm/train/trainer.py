@@ -136,6 +136,9 @@ class TrainConfig:
             raise AgscmError("source weights must be > 0")
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
             raise AgscmError("epochs and batch size must be >= 1 and lr > 0")
+        for what, limit in (("train", self.train_limit), ("validation", self.val_limit)):
+            if limit is not None and limit < 1:
+                raise AgscmError(f"{what} limit must be >= 1, got {limit}")
         if self.adv_weight < 0 or not 0 <= self.beta1 < 1:
             raise AgscmError(f"the adversarial weight must be >= 0 and beta1 in [0, 1), got "
                              f"{self.adv_weight} and {self.beta1}")

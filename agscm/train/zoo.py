@@ -98,6 +98,8 @@ class ZooConfig:
             raise AgscmError("adversarial steps must be >= 1, weight decay and warm-up >= 0")
         if self.eps is not None and not 0 < self.eps <= 1:
             raise AgscmError(f"eps must be in (0, 1] for [0,1] pixels, got {self.eps}")
+        if self.train_limit is not None and self.train_limit < 1:
+            raise AgscmError(f"train limit must be >= 1, got {self.train_limit}")
 
 
 _FIELDS = {f.name for f in fields(ZooConfig)}
@@ -179,6 +181,8 @@ def train_classifier(config: ZooConfig, out_path: Path, device: str = "cpu",
                          "model with agscm zoo publish")
     if stop_after_epoch is not None and stop_after_epoch < 1:
         raise AgscmError(f"stop after epoch {stop_after_epoch}: must be >= 1")
+    if test_limit is not None and test_limit < 1:
+        raise AgscmError(f"test limit must be >= 1, got {test_limit}")
     train_set = load_split(config.data, "train").subset(config.train_limit)
     test_set = load_split(config.data, "test").subset(test_limit)
     if len(train_set.classes) < 2:
