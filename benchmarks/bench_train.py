@@ -19,8 +19,9 @@ JSON says so.
 (its colour settings), feature separation and Grad-CAM-weighted features at `layer1` with the
 source truncated there (no L_adv, so nothing above the layer runs), the same with the
 generator's two stride-2 stages (the published generators' shape; the colour recipe runs every
-block at full resolution), and the truncated step under bfloat16 autocast and in channels-last
-memory, to see what they buy on this CPU.
+block at full resolution), and these steps and the transfer recipe's in the trainer's bf16
+precision (`--precision bf16`: bfloat16 autocast on channels-last tensors), to see what it buys
+on this CPU.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from agscm.data import load_split
 from agscm.models.checkpoint import save_checkpoint
 from agscm.models.classifiers import ClassifierConfig, build_classifier
 from agscm.models.generator import Generator, GeneratorConfig
+from agscm.provenance import cpu_description
+from agscm.train.precision import autocast, for_precision
 from agscm.train.recipes import recipe_settings
 from agscm.train.trainer import (
     SourceSpec,
@@ -70,35 +73,36 @@ PAPER = recipe_settings("paper")
 TRANSFER_COLOUR = recipe_settings("transfer", 3)
 MID_LAYER = {**TRANSFER_COLOUR, "adv_weight": 0.0, "noise_weight": 0.0, "feature_layer": "layer1",
              "output": "clip"}
-# label -> (clean maps and weights cached?, TrainConfig fields, step variant)
-COLOUR_ROWS: dict[str, tuple[bool, dict[str, Any], str]] = {
-    "transfer recipe (colour)": (False, TRANSFER_COLOUR, "fp32"),
+WEIGHTED = {**MID_LAYER, "objectives": ["gradcam-feature@1"]}
+BF16 = {"precision": "bf16"}
+# label -> (clean maps and weights cached?, TrainConfig fields)
+COLOUR_ROWS: dict[str, tuple[bool, dict[str, Any]]] = {
+    "transfer recipe (colour)": (False, TRANSFER_COLOUR),
     "feature separation at layer1, source truncated": (
-        False, {**MID_LAYER, "feature_weight": 1.0}, "fp32"),
-    "Grad-CAM-weighted features at layer1, source truncated": (
-        True, {**MID_LAYER, "objectives": ["gradcam-feature@1"]}, "fp32"),
+        False, {**MID_LAYER, "feature_weight": 1.0}),
+    "Grad-CAM-weighted features at layer1, source truncated": (True, WEIGHTED),
     "Grad-CAM-weighted features at layer1, truncated, generator downsampling twice": (
-        True, {**MID_LAYER, "objectives": ["gradcam-feature@1"], "downsamplings": 2}, "fp32"),
-    "Grad-CAM-weighted features at layer1, truncated, bfloat16 autocast": (
-        True, {**MID_LAYER, "objectives": ["gradcam-feature@1"]}, "bf16"),
-    "Grad-CAM-weighted features at layer1, truncated, channels-last": (
-        True, {**MID_LAYER, "objectives": ["gradcam-feature@1"]}, "channels-last"),
+        True, {**WEIGHTED, "downsamplings": 2}),
+    "transfer recipe (colour), bf16": (False, {**TRANSFER_COLOUR, **BF16}),
+    "Grad-CAM-weighted features at layer1, truncated, bf16": (True, {**WEIGHTED, **BF16}),
+    "Grad-CAM-weighted features at layer1, truncated, downsampling twice, bf16": (
+        True, {**WEIGHTED, "downsamplings": 2, **BF16}),
 }
-GREY_ROWS: dict[str, tuple[bool, dict[str, Any], str]] = {
-    "second-order (default)": (True, PAPER, "fp32"),
-    "second-order, clean maps recomputed": (False, PAPER, "fp32"),
-    "first-order": (True, {**PAPER, "first_order": True}, "fp32"),
-    "first-order, clean maps recomputed": (False, {**PAPER, "first_order": True}, "fp32"),
-    "lambda 0 (no Grad-CAM)": (False, {**PAPER, "lambda_gradcam": 0.0}, "fp32"),
-    "transfer recipe": (False, recipe_settings("transfer"), "fp32"),
+GREY_ROWS: dict[str, tuple[bool, dict[str, Any]]] = {
+    "second-order (default)": (True, PAPER),
+    "second-order, clean maps recomputed": (False, PAPER),
+    "first-order": (True, {**PAPER, "first_order": True}),
+    "first-order, clean maps recomputed": (False, {**PAPER, "first_order": True}),
+    "lambda 0 (no Grad-CAM)": (False, {**PAPER, "lambda_gradcam": 0.0}),
+    "transfer recipe": (False, recipe_settings("transfer")),
 }
 ROWS = {"grey": GREY_ROWS, "colour": COLOUR_ROWS}
 
 
 def measure(source: Path, data: str, batch_size: int, steps: int, cached: bool,
-            settings: dict[str, Any], variant: str = "fp32") -> float:
-    """Images/s of full steps with the TrainConfig fields in `settings` (a recipe, changed);
-    `variant`: fp32, bf16 (autocast) or channels-last (generator, source and batches)."""
+            settings: dict[str, Any]) -> float:
+    """Images/s of full steps with the TrainConfig fields in `settings` (a recipe, changed),
+    in the precision they name, set up as the trainer sets it up."""
     train = load_split(data, "train").subset(batch_size * (steps + 2))
     config = resolve_config(TrainConfig(data=data, out="unused", sources=[SourceSpec(str(source))],
                                         batch_size=batch_size, **settings), train)
@@ -111,11 +115,10 @@ def measure(source: Path, data: str, batch_size: int, steps: int, cached: bool,
         output_scale=config.output_scale, output=config.output, smooth_sigma=config.smooth_sigma))
     images = torch.from_numpy(train.as_float())
     labels = torch.from_numpy(train.labels)
-    if variant == "channels-last":
-        generator = generator.to(memory_format=torch.channels_last)
-        for source_model in sources:
-            source_model.model.to(memory_format=torch.channels_last)
-        images = images.contiguous(memory_format=torch.channels_last)
+    assert config.precision is not None
+    generator = for_precision(generator, config.precision)
+    for source_model in sources:
+        for_precision(source_model.model, config.precision)
     optimizer = torch.optim.Adam(generator.parameters(), lr=1e-3)
     # once per run, untimed, as in training
     maps = clean_map_cache(sources, train, config) if cached else None
@@ -123,7 +126,7 @@ def measure(source: Path, data: str, batch_size: int, steps: int, cached: bool,
 
     def step(index: int) -> None:
         batch = slice(index * batch_size, (index + 1) * batch_size)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant == "bf16"):
+        with autocast(config.device, config.precision):
             loss, _ = step_loss(generator, sources, images[batch], labels[batch], config,
                                 None if maps is None else [m[batch] for m in maps],
                                 clean_weights=None if weights is None else [
@@ -170,11 +173,10 @@ def main() -> None:
         channels = 3 if args.rows == "colour" else 1
         source = Path(args.source) if args.source else random_source(Path(folder), channels)
         rows = {}
-        for label, (cached, settings, variant) in ROWS[args.rows].items():
+        for label, (cached, settings) in ROWS[args.rows].items():
             if args.only and label not in args.only:
                 continue
-            rate = measure(source, args.data, args.batch_size, args.steps, cached, settings,
-                           variant)
+            rate = measure(source, args.data, args.batch_size, args.steps, cached, settings)
             rows[label] = round(rate, 1)
             print(f"{label}: {rate:.0f} images/s (batch {args.batch_size}, "
                   f"{torch.get_num_threads()} threads)")
@@ -183,7 +185,7 @@ def main() -> None:
             print(f"clean-map cache: {cache['images']} images in {cache['seconds']} s, "
                   f"{cache['mib']} MiB")
     result = {"source": str(args.source or f"random-init {source.stem.removeprefix('random-')}"),
-              "data": args.data, "batch_size": args.batch_size,
+              "cpu": cpu_description(), "data": args.data, "batch_size": args.batch_size,
               "load_average_1min_at_end": round(os.getloadavg()[0], 2),
               "steps": args.steps, "torch_threads": torch.get_num_threads(),
               "images_per_second": rows, "clean_map_cache": cache}

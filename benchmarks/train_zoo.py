@@ -26,12 +26,14 @@ from agscm.eval.parallel import run_jobs
 from agscm.eval.report import write_json
 from agscm.models.checkpoint import read_meta
 from agscm.models.registry import SUFFIX
+from agscm.provenance import cpu_description
+from agscm.train.precision import PRECISIONS, resolve_precision
 from agscm.train.zoo import ZooConfig, train_classifier
 
 
-def timed(config: ZooConfig, path: Path, device: str) -> float:
+def timed(config: ZooConfig, path: Path, device: str, precision: str | None) -> float:
     start = time.perf_counter()
-    train_classifier(config, path, device=device)
+    train_classifier(config, path, device=device, precision=precision)
     return time.perf_counter() - start
 
 
@@ -42,6 +44,8 @@ def main() -> None:
     parser.add_argument("--zoo", default="runs/zoo")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="training steps' precision [default: bf16 on CUDA, fp32 on CPU]")
     parser.add_argument("--only", nargs="*", default=None, help="train only these names")
     parser.add_argument("--train-limit", type=int, default=None,
                         help="first N training images only (a smoke test; not the spec's model)")
@@ -58,7 +62,7 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     start = time.perf_counter()
     paths = [zoo / f"{name}{SUFFIX}" for name in configs]
-    seconds = run_jobs(timed, [(config, path, args.device) for config, path
+    seconds = run_jobs(timed, [(config, path, args.device, args.precision) for config, path
                                in zip(configs.values(), paths, strict=True)],
                        [zoo / f"{n}.log" for n in configs], args.jobs)
     for name, spent in zip(configs, seconds, strict=True):
@@ -67,7 +71,8 @@ def main() -> None:
     print(f"zoo {args.spec}: {len(configs)} models in {wall:.0f} s wall")
     if args.out:
         write_json(Path(args.out), {
-            "spec": args.spec, "device": args.device, "jobs": args.jobs,
+            "spec": args.spec, "device": args.device, "cpu": cpu_description(),
+            "precision": resolve_precision(args.precision, args.device), "jobs": args.jobs,
             "threads_per_job": int(os.environ["OMP_NUM_THREADS"]), "torch": torch.__version__,
             "changes": changes, "wall_seconds": round(wall, 1),
             "models": {name: {"seconds": round(spent, 1), "history": read_meta(path)["history"],

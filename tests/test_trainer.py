@@ -106,6 +106,21 @@ def test_resume_gives_the_same_weights(mnist_dir, tiny_zoo, tmp_path) -> None:
         assert torch.equal(a, b), name
 
 
+def test_bfloat16_training_fools_the_source_and_a_run_may_change_precision_between_parts(
+        mnist_dir, tiny_zoo, tmp_path) -> None:
+    out = tmp_path / "g.safetensors"
+    changes = {"width": 8, "residual_blocks": 2, "train_limit": 1536}
+    train_generator(_config(mnist_dir, tiny_zoo, out, epochs=1, precision="bf16", **changes))
+    result = train_generator(_config(mnist_dir, tiny_zoo, out, **changes))  # CPU default: fp32
+    history = result.meta["history"]
+    assert [row["precision"] for row in history] == ["bf16", "fp32"]
+    source, _ = load_classifier("tiny-natural", tiny_zoo)
+    clean_acc = accuracy(source, load_split(mnist_dir, "test").subset(300))
+    assert history[0]["val_acc[tiny-natural]"] < clean_acc - 0.1  # the bf16 epoch learns
+    assert history[-1]["val_acc[tiny-natural]"] < clean_acc - 0.3
+    assert all(t.dtype == torch.float32 for t in result.generator.state_dict().values())
+
+
 def test_resume_reads_a_file_from_before_a_new_setting(mnist_dir, tiny_zoo, tmp_path) -> None:
     """A file written before `downsamplings` existed resumes as what it was: the default."""
     small = {"train_limit": 128, "val_limit": 32}
@@ -180,6 +195,7 @@ def test_same_seed_same_weights(mnist_dir, tiny_zoo, tmp_path) -> None:
     ({"feature_weight": 1.0, "feature_layer": "nope"}, "no layer 'nope'"),
     ({"train_limit": 0}, "train limit must be >= 1, got 0"),
     ({"val_limit": -3}, "validation limit must be >= 1, got -3"),
+    ({"precision": "fp16"}, "unknown precision 'fp16'; choose one of fp32, bf16"),
 ])
 def test_bad_configs_are_one_line_errors(mnist_dir, tiny_zoo, tmp_path, changes, message) -> None:
     config = _config(mnist_dir, tiny_zoo, tmp_path / "g.safetensors",

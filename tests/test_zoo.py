@@ -156,3 +156,19 @@ def test_cli_zoo_train_list_and_errors(mnist_dir, tmp_path) -> None:
     missing = runner.invoke(app, ["zoo", "train", str(tmp_path / "nodata"), "--zoo", zoo])
     assert missing.exit_code == 1 and "data set not found" in missing.output
     assert "Traceback" not in bad.output + missing.output
+
+
+def test_bfloat16_training_on_cpu_learns_and_each_epoch_says_its_precision(mnist_dir,
+                                                                         tmp_path) -> None:
+    config = ZooConfig(data=str(mnist_dir), epochs=2, train_limit=1500, batch_size=64)
+    path = tmp_path / "mixed.safetensors"
+    train_classifier(config, path, test_limit=500, stop_after_epoch=1, precision="bf16")
+    train_classifier(config, path, test_limit=500)  # the second part: the CPU's default
+    model, meta = load_classifier(path)
+    assert [row["precision"] for row in meta["history"]] == ["bf16", "fp32"]
+    assert meta["history"][0]["test_acc"] >= 0.75  # bf16 steps learn: weights stay float32
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert accuracy(model, load_split(mnist_dir, "test").subset(500)) >= 0.85
+    with pytest.raises(AgscmError, match="unknown precision 'fp8'"):
+        train_classifier(config, tmp_path / "other.safetensors", precision="fp8")
+    assert not (tmp_path / "other.safetensors").exists()

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from agscm.cli import app
 from agscm.digest import file_digest
 from agscm.errors import AgscmError
+from agscm.eval.publish import _epoch_precision
 from agscm.models.catalog import CATALOG_NAME, read_catalog, verify_catalog
 from agscm.models.checkpoint import load_checkpoint
 from agscm.models.registry import COMMITTED_ZOO, list_models, load_classifier
@@ -48,6 +49,7 @@ def test_publish_stores_half_precision_weights_measured_as_stored(catalogued, tr
     assert "optimizer" not in meta and not any(name.startswith("optim.") for name in tensors)
     assert all(t.dtype == torch.float16 for t in tensors.values() if t.is_floating_point())
     assert entry["training"]["commit"] == "abc1234"
+    assert entry["training"]["precisions"] == ["fp32"]  # the CPU's default
     assert entry["training"]["command"] == (f"agscm zoo train {mnist_dir} --arch mlp --epochs 1 "
                                             "--train-limit 1000 --name mnist-mlp-natural "
                                             "--zoo runs/zoo")
@@ -63,6 +65,11 @@ def test_publish_stores_half_precision_weights_measured_as_stored(catalogued, tr
     listed = CliRunner().invoke(app, ["zoo", "list", "--zoo", str(catalogued)],
                                 env={"COLUMNS": "200"})
     assert listed.exit_code == 0 and entry["sha256"][:12] in listed.output
+
+
+def test_epochs_from_before_precision_was_recorded_ran_in_their_devices_default() -> None:
+    rows = [{"device": "cuda"}, {"device": "cpu"}, {"device": "cpu", "precision": "bf16"}]
+    assert [_epoch_precision(row) for row in rows] == ["bf16", "fp32", "bf16"]
 
 
 def test_tampered_missing_and_stray_files_are_refused_in_one_line(catalogued, trained_mlp) -> None:

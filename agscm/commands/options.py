@@ -1,4 +1,5 @@
-"""Options shared by the torch commands: one `--device`, with the runtime's default (auto)."""
+"""Options shared by the torch commands: one `--device`, with the runtime's default (auto), and
+the training steps' `--precision`."""
 
 from __future__ import annotations
 
@@ -19,3 +20,9 @@ def resolve_torch_device(value: str) -> str:
 TorchDevice = Annotated[str, typer.Option(
     callback=resolve_torch_device,
     help="torch device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N.")]
+
+TrainingPrecision = Annotated[str | None, typer.Option(
+    "--precision",
+    help="Training steps in fp32, or bf16 (bfloat16 autocast on channels-last tensors; 2-3x "
+         "faster on a CPU with AVX-512 BF16) \\[default: bf16 on CUDA, fp32 on CPU]; a resumed "
+         "run may change it, and each epoch records it.")]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from agscm.commands.options import TorchDevice
+from agscm.commands.options import TorchDevice, TrainingPrecision
 from agscm.errors import AgscmError, one_line_errors
 
 
@@ -100,6 +100,7 @@ def train(
     val_limit: Annotated[int, typer.Option(help="Validation images per epoch.")] = 1000,
     resume: Annotated[bool, typer.Option(help="Continue an existing --out checkpoint.")] = False,
     device: TorchDevice = "auto",
+    precision: TrainingPrecision = None,
 ) -> None:
     """Train a generator: AEG-GC as published (--recipe paper) or the transfer recipe.
 
@@ -128,7 +129,8 @@ def train(
                          first_order=first_order,
                          cam_normalize=cam_normalize, target_class=target,
                          batch_size=batch_size, seed=seed, train_limit=train_limit,
-                         val_limit=val_limit, device=device, **settings)
+                         val_limit=val_limit, device=device, precision=precision,
+                         **settings)
     result = train_generator(config, resume=resume, splits=splits)
     typer.echo(f"saved {result.path} (epoch {result.meta['epoch']}); log {log_path(result.path)}")
 

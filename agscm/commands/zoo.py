@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from agscm.commands.options import TorchDevice
+from agscm.commands.options import TorchDevice, TrainingPrecision
 from agscm.errors import one_line_errors
 
 if TYPE_CHECKING:
@@ -67,6 +67,7 @@ def train(
         help="End this run after epoch K of --epochs (the schedule still spans --epochs); the "
              "same command without it goes on from there, ending as one run would.")] = None,
     device: TorchDevice = "auto",
+    precision: TrainingPrecision = None,
 ) -> None:
     """Train (or resume) one zoo model.
 
@@ -84,7 +85,7 @@ def train(
     model_name = name or "-".join(filter(None, (dataset_tag(data), arch, kind)))
     path = train_classifier(config, (zoo_dir or default_zoo_dir()) / f"{model_name}{SUFFIX}",
                             device=device, test_limit=test_limit,
-                            stop_after_epoch=stop_after_epoch)
+                            stop_after_epoch=stop_after_epoch, precision=precision)
     typer.echo(f"saved {path}")
 
 

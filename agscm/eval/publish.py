@@ -25,9 +25,16 @@ from agscm.models.catalog import SUFFIX, is_catalogued, read_catalog, write_cata
 from agscm.models.checkpoint import load_checkpoint, save_checkpoint, without_optimizer
 from agscm.models.registry import load_classifier
 from agscm.provenance import source_commit
+from agscm.train.precision import resolve_precision
 from agscm.train.zoo import train_command
 
 PRECISIONS = {"float16": torch.float16, "float32": torch.float32}
+
+
+def _epoch_precision(row: dict[str, Any]) -> str:
+    """The precision an epoch's steps ran in; epochs from before it was recorded ran in the
+    default of their device (bf16 on CUDA, fp32 on CPU)."""
+    return row.get("precision") or resolve_precision(None, row.get("device", "cpu"))
 
 
 def _commits(history: list[dict[str, Any]]) -> str | None:
@@ -77,6 +84,7 @@ def publish_model(checkpoint: Path, zoo: Path, *, precision: str = "float16",
                      "commit": commit or _commits(meta["history"]) or source_commit() or "unknown",
                      "epochs": meta["epoch"], "devices": sorted({r.get("device", "?") for r
                                                                  in meta["history"]}),
+                     "precisions": sorted({_epoch_precision(row) for row in meta["history"]}),
                      "seconds": round(sum(r["seconds"] for r in meta["history"]), 1),
                      "torch": torch.__version__},
         "test": {"images": measured.images, "clean_acc": measured.clean_acc,

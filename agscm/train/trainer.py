@@ -51,6 +51,7 @@ from agscm.train.objectives import (
     create_objective,
     parse_weighted,
 )
+from agscm.train.precision import autocast, for_precision, resolve_precision
 from agscm.train.views import View, create_view, parse_view
 
 
@@ -108,6 +109,7 @@ class TrainConfig:
     train_limit: int | None = None
     val_limit: int | None = 1000
     device: str = "cpu"
+    precision: str | None = None  # fp32 or bf16 (agscm.train.precision); None: the device's
 
     def validate(self) -> None:
         if self.eps is not None and not self.eps > 0:
@@ -145,6 +147,7 @@ class TrainConfig:
         if self.cam_weight_copies < 1 or not 0 < self.cam_weight_keep <= 1:
             raise AgscmError("the Grad-CAM weights need >= 1 copies and a kept share in (0, 1], "
                              f"got {self.cam_weight_copies} and {self.cam_weight_keep}")
+        resolve_precision(self.precision, self.device)
         if self.output not in OUTPUTS:
             raise AgscmError(f"unknown generator output {self.output!r}; choose one of "
                              f"{', '.join(OUTPUTS)}")
@@ -215,6 +218,7 @@ def resolve_config(config: TrainConfig, data: ImageSet) -> TrainConfig:
     if config.target_class is not None and not 0 <= config.target_class < len(data.classes):
         raise AgscmError(f"target class {config.target_class} is not in 0..{len(data.classes) - 1}")
     return TrainConfig(**{**asdict(config), "eps": eps, "c": c,
+                          "precision": resolve_precision(config.precision, config.device),
                           "sources": [SourceSpec(**asdict(s)) for s in config.sources]})
 
 
@@ -448,7 +452,9 @@ def _train_generator(config: TrainConfig, resume: bool, train_set: ImageSet, val
         generator, record, optimizer = _resume(out, config, record["source_sha256"])
     if record["epoch"] >= config.epochs:
         return GeneratorCheckpoint(out, {**record, "kind": "generator"}, generator.eval())
-    generator.train()
+    generator = for_precision(generator.train(), config.precision)
+    for source in sources:
+        for_precision(source.model, config.precision)
     objectives, views = build_objectives(config), build_views(config)
     cached_maps = clean_map_cache(sources, train_set, config)
     cached_weights = channel_weight_cache(sources, train_set, config)
@@ -470,8 +476,9 @@ def _train_generator(config: TrainConfig, resume: bool, train_set: ImageSet, val
                                  else [w[rows] for w in cached_weights])
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(config, epoch + (step - 1) / steps_per_epoch)
-                loss, terms = step_loss(generator, sources, images, labels, config, clean_maps,
-                                        draws, objectives, clean_weights, views)
+                with autocast(config.device, config.precision):
+                    loss, terms = step_loss(generator, sources, images, labels, config,
+                                            clean_maps, draws, objectives, clean_weights, views)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -483,7 +490,8 @@ def _train_generator(config: TrainConfig, resume: bool, train_set: ImageSet, val
             row = {"epoch": epoch + 1, **{k: v / steps_per_epoch for k, v in sums.items()},
                    "seconds": seconds, "images_per_second": len(train_set) / seconds,
                    **_validate(generator, sources, val_set, config)}
-            record["history"].append({**row, "device": str(config.device)})
+            record["history"].append({**row, "device": str(config.device),
+                                      "precision": config.precision})
             record["epoch"] = epoch + 1
             optim_tensors, record["optimizer"] = optimizer_to_tensors(optimizer.state_dict())
             save_generator(out, generator, record, optim_tensors)
@@ -512,7 +520,8 @@ def _resume(out: Path, config: TrainConfig,
     if record.get("source_sha256", source_sha256) != source_sha256:  # older files lack it
         raise AgscmError(f"{out}: was trained against other weights of its source models "
                          f"({', '.join(record['sources'])}); delete it or choose another --out")
-    record["train"].update(epochs=config.epochs, out=config.out, device=config.device)
+    record["train"].update(epochs=config.epochs, out=config.out, device=config.device,
+                           precision=config.precision)
     generator.train()
     optimizer = make_optimizer(generator, config)
     if "optimizer" in record:

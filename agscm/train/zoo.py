@@ -3,13 +3,13 @@ in any registered architecture, so transfer can be measured across architectures
 
 One checkpoint per model holds weights, optimizer state and per-epoch history, rewritten
 atomically after every epoch, so an interrupted run resumes from its last finished epoch.
-On a CUDA device the steps run in bfloat16 autocast with channels-last tensors (the CPU path is
-plain float32); the reported accuracies are always measured in float32.
+Training steps run in float32 or in bfloat16 autocast (agscm.train.precision: bf16 by default on
+CUDA, fp32 on CPU); each epoch records the precision it ran in, and the reported accuracies are
+always measured in float32.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import shlex
 import time
@@ -46,6 +46,7 @@ from agscm.models.classifiers import ARCHITECTURES, build_classifier, classifier
 from agscm.models.registry import SUFFIX, config_from_meta
 from agscm.progress import format_metrics, make_progress
 from agscm.provenance import source_commit
+from agscm.train.precision import autocast, for_precision, resolve_precision
 
 KINDS = ("natural", "adv", "secret")
 ADV_METHODS = ("fgsm-rs", "pgd")
@@ -149,13 +150,6 @@ def _make_optimizer(model: nn.Module, config: ZooConfig) -> torch.optim.Optimize
     return torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
 
-def _autocast(device: str) -> contextlib.AbstractContextManager[Any]:
-    """bfloat16 autocast on CUDA (several times faster for these small nets); none on CPU."""
-    if torch.device(device).type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def _adversarial_batch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                        config: ZooConfig, progress_in_epochs: float) -> torch.Tensor:
     assert config.eps is not None and config.adv_step_size is not None
@@ -167,7 +161,8 @@ def _adversarial_batch(model: nn.Module, images: torch.Tensor, labels: torch.Ten
 
 
 def train_classifier(config: ZooConfig, out_path: Path, device: str = "cpu",
-                     test_limit: int | None = None, stop_after_epoch: int | None = None) -> Path:
+                     test_limit: int | None = None, stop_after_epoch: int | None = None,
+                     precision: str | None = None) -> Path:
     """Train (or resume) one zoo model into `out_path`; returns the checkpoint path.
 
     `stop_after_epoch` ends this run after that epoch of the `epochs`-long schedule, so a long
@@ -183,6 +178,7 @@ def train_classifier(config: ZooConfig, out_path: Path, device: str = "cpu",
         raise AgscmError(f"stop after epoch {stop_after_epoch}: must be >= 1")
     if test_limit is not None and test_limit < 1:
         raise AgscmError(f"test limit must be >= 1, got {test_limit}")
+    precision = resolve_precision(precision, device)
     train_set = load_split(config.data, "train").subset(config.train_limit)
     test_set = load_split(config.data, "test").subset(test_limit)
     if len(train_set.classes) < 2:
@@ -190,12 +186,12 @@ def train_classifier(config: ZooConfig, out_path: Path, device: str = "cpu",
                          f"({', '.join(train_set.classes)}); a classifier needs two or more")
     commit = source_commit()  # now, while the code that runs is the checkout's
     with exclusive(out_path, "training"):
-        return _train_classifier(config, out_path, device, train_set, test_set,
+        return _train_classifier(config, out_path, device, precision, train_set, test_set,
                                  stop_after_epoch, commit)
 
 
-def _train_classifier(config: ZooConfig, out_path: Path, device: str, train_set: ImageSet,
-                      test_set: ImageSet, stop_after_epoch: int | None,
+def _train_classifier(config: ZooConfig, out_path: Path, device: str, precision: str,
+                      train_set: ImageSet, test_set: ImageSet, stop_after_epoch: int | None,
                       commit: str | None) -> Path:
     config = _resolved(config, train_set.channels)
     assert config.seed is not None
@@ -212,19 +208,19 @@ def _train_classifier(config: ZooConfig, out_path: Path, device: str, train_set:
         meta, model, optimizer = _resume(out_path, config, device)
         if meta["epoch"] >= config.epochs:
             return out_path
-    if torch.device(device).type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = for_precision(model, precision)
     with make_progress() as progress:
         for epoch in range(meta["epoch"], min(config.epochs, stop_after_epoch or config.epochs)):
             torch.manual_seed(config.seed + 7919 * epoch)  # PGD's random starts
             draws = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
             row = _train_epoch(model, optimizer, train_set, config, epoch, draws, device,
-                               progress)
+                               precision, progress)
             row["test_acc"] = accuracy(model, test_set, device=device)
             if config.kind != "natural":
                 row["pgd10_acc"] = robust_accuracy(model, test_set.subset(ROBUST_CHECK_IMAGES),
                                                    config, device)
-            meta["history"].append({**row, "device": str(device), "commit": commit})
+            meta["history"].append({**row, "device": str(device), "precision": precision,
+                                    "commit": commit})
             meta["epoch"] = epoch + 1
             tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
             optim_tensors, optim_rest = optimizer_to_tensors(optimizer.state_dict())
@@ -253,7 +249,7 @@ def robust_accuracy(model: nn.Module, data: ImageSet, config: ZooConfig, device:
 
 def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: ImageSet,
                  config: ZooConfig, epoch: int, draws: torch.Generator, device: str,
-                 progress: Any) -> dict[str, float]:
+                 precision: str, progress: Any) -> dict[str, float]:
     model.train()
     batches = batch_count(data, config.batch_size)
     task = progress.add_task(f"{config.kind} epoch {epoch + 1}/{config.epochs}", total=batches,
@@ -267,7 +263,7 @@ def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Image
                             device=device)):
         done = epoch + step / batches
         images = augment(images, config.augment, draws, noise=config.eps)
-        with _autocast(device):
+        with autocast(device, precision):
             if config.kind != "natural":
                 images = _adversarial_batch(model, images, labels, config, done)
             for group in optimizer.param_groups:
