@@ -13,9 +13,10 @@ labelled `aeg-gc-<candidate>`; the summary ranks candidates by their mean accura
 black-box cells (lower = stronger; with --rank-targets, by their worst black-box cell on those
 targets, since a recipe must hold on every one), counts the cells where they beat every
 baseline, and gives each candidate's universality (near 1: one pattern for every image) and
-what `agscm export` says of its generators (its parity check reads test images, as the export command does; it
-checks arithmetic, not strength). `--jobs 2` trains two candidates at once. `--eps` trains
-and scores at another budget than the data's (issue 28 selects MNIST at 0.1 as well as 0.3).
+what `agscm export` says of its generators (its parity check reads test images, as the
+export command does; it checks arithmetic, not strength). `--jobs 2` trains two candidates at
+once. `--eps` trains and scores at another budget than the data's (issue 28 selects MNIST at
+0.1 as well as 0.3).
 """
 
 from __future__ import annotations
