@@ -310,7 +310,8 @@ def test_cache_crafts_once_and_recovers_from_a_damaged_file(tmp_path) -> None:
         calls.append(1)
         return CraftResult(np.full((4, 1, 4, 4), len(calls), np.float32), 1.0, 4.0)
 
-    cache = CraftCache(tmp_path)
+    warnings: list[str] = []
+    cache = CraftCache(tmp_path, warn=warnings.append)
     key = {"settings": {"method": "pgd", "eps": 0.3}, "data": "x"}
     first = cache.fetch("src-pgd", key, labels, make)
     again = cache.fetch("src-pgd", key, labels, make)
@@ -319,8 +320,11 @@ def test_cache_crafts_once_and_recovers_from_a_damaged_file(tmp_path) -> None:
     assert (cache.crafted, cache.reused) == (1, 1)
     assert cache.fetch("src-pgd", {**key, "data": "y"}, labels, make).cached is False
     assert first.path is not None
+    assert warnings == []
     first.path.write_bytes(b"not a zip")
     assert cache.fetch("src-pgd", key, labels, make).cached is False
+    assert warnings == [f"{first.path}: stored, but damaged or of another set or version; made "
+                        "again and overwritten"]
     assert cache.fetch("src-pgd", key, labels, make).cached is True
     assert not list(tmp_path.glob(".*"))  # no temp files left behind
     assert len(calls) == 3

@@ -97,7 +97,7 @@ class CraftCache:
     def __init__(self, folder: Path | None = DEFAULT_CACHE_DIR,
                  warn: Callable[[str], None] = lambda text: None) -> None:
         self.folder = Path(folder) if folder is not None else None
-        self.warn = warn  # told of a killed craft's progress that cannot be used
+        self.warn = warn  # told of a stored file that cannot be used (it is made again)
         self.crafted = 0
         self.reused = 0
         self.predicted = 0
@@ -120,7 +120,7 @@ class CraftCache:
             self.path_for(name, key, "predictions"), lambda path: _read_predictions(path, key),
             lambda: _timed_predict(model, images.array, batch_size),
             lambda path, made: _write_arrays(path, key, predictions=made[0],
-                                             seconds=np.float64(made[1])))
+                                             seconds=np.float64(made[1])), self.warn)
         self.predictions_reused += cached
         self.predicted += not cached
         self.prediction_seconds += seconds
@@ -134,7 +134,7 @@ class CraftCache:
         partial = PartialSet(path.with_suffix(".partial.npz"), key, self.warn) if path else None
         result, cached = _stored_or_made(path, lambda p: _read(p, key, labels),
                                          lambda: make(partial),
-                                         lambda p, made: _write(p, key, labels, made))
+                                         lambda p, made: _write(p, key, labels, made), self.warn)
         if partial is not None:
             partial.path.unlink(missing_ok=True)
         self.reused += cached
@@ -173,12 +173,16 @@ class PartialSet:
 
 
 def _stored_or_made(path: Path | None, read: Callable[[Path], T | None], make: Callable[[], T],
-                    write: Callable[[Path, T], None]) -> tuple[T, bool]:
-    """(value, whether it came from `path`): read it when sound, else make and write it."""
+                    write: Callable[[Path, T], None],
+                    warn: Callable[[str], None]) -> tuple[T, bool]:
+    """(value, whether it came from `path`): read it when sound, else make and write it. A file
+    that is there but unusable is said (`warn`), so that work done again is no surprise."""
     if path is not None and path.is_file():
         stored = read(path)
         if stored is not None:
             return stored, True
+        warn(f"{path}: stored, but damaged or of another set or version; made again and "
+             "overwritten")
     made = make()
     if path is not None:
         write(path, made)
