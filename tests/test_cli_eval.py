@@ -45,6 +45,8 @@ def test_evaluate_writes_markdown_csv_and_json(tiny_zoo, mnist_dir, tmp_path,
         stopped = runner.invoke(app, args)
     assert stopped.exit_code != 0
     so_far = json.loads((out / "transfer.json").read_text())
+    partial_rows = (out / "transfer.csv").read_text().splitlines()
+    assert partial_rows[0].endswith(",table_complete") and partial_rows[1].endswith(",False")
     assert (so_far["complete"], so_far["planned_sets"], len(so_far["cells"])) == (False, 2, 1)
     assert ("Partial table: 1 of 2 sets scored so far.** The same command goes on from here"
             in (out / "transfer.md").read_text())
@@ -57,7 +59,7 @@ def test_evaluate_writes_markdown_csv_and_json(tiny_zoo, mnist_dir, tmp_path,
         assert markdown.count(f"\n| tiny-natural | {method} |") == 4
     rows = (out / "transfer.csv").read_text().splitlines()
     assert rows[0].startswith("source,method,target,white_box,accuracy,success_rate")
-    assert len(rows) == 3
+    assert len(rows) == 3 and all(row.endswith(",True") for row in rows[1:])
     payload = json.loads((out / "transfer.json").read_text())
     assert payload["command"].startswith("agscm evaluate --data ")
     assert payload["config"]["limit"] == 60 and len(payload["cells"]) == 2

@@ -534,8 +534,8 @@ def table_on_a_full_disk(env: FaultEnv) -> Outcome:
 
 def _claims_more_than_it_holds(left: Path, reference: Path) -> str | None:
     """None when every file in `left` is whole and either says it is partial or equals the
-    uninterrupted run's (timings aside; a CSV has no way to say it is partial, so its rows
-    need only be a prefix of the reference's)."""
+    uninterrupted run's (timings aside; a CSV says it in every row's `table_complete`, and its
+    rows must be a prefix of the reference's)."""
     temps = [p.name for p in left.iterdir() if ".agscm-tmp" in p.name]
     if temps:
         return f"temp files left: {temps}"
@@ -555,7 +555,10 @@ def _claims_more_than_it_holds(left: Path, reference: Path) -> str | None:
                 (reference / "transfer.json").read_text())["cells"]:
             return "transfer.json: other cells, not marked partial"
     rows, expected = _table(left), _table(reference)
-    if rows != expected[:len(rows)]:
+    marks = {row.pop("table_complete") for row in rows}
+    if len(rows) < len(expected) and marks - {"False"}:
+        return "transfer.csv: a partial table's rows, not marked partial"
+    if [{**row, "table_complete": "True"} for row in rows] != expected[:len(rows)]:
         return "transfer.csv: rows that are not the table's"
     return None
 

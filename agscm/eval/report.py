@@ -118,7 +118,8 @@ def partial_notice(result: TransferResult) -> str:
 
 
 def transfer_rows(result: TransferResult) -> list[dict[str, Any]]:
-    """One CSV row per cell, with its set's size and speed."""
+    """One CSV row per cell, with its set's size and speed, and whether the table is complete
+    (a CSV has no other place to say that its rows are a partial table's)."""
     sets = {(s.source, s.method): s for s in result.sets}
     rows = []
     for cell in result.cells:
@@ -127,7 +128,8 @@ def transfer_rows(result: TransferResult) -> list[dict[str, Any]]:
                      "images": result.images, "eps": result.eps,
                      "mean_linf": crafted.mean_linf, "max_linf": crafted.max_linf,
                      "mean_l2": crafted.mean_l2, "images_per_second": crafted.images_per_second,
-                     "seconds": crafted.seconds, "cached": crafted.cached})
+                     "seconds": crafted.seconds, "cached": crafted.cached,
+                     "table_complete": result.complete})
     return rows
 
 
