@@ -120,8 +120,10 @@ def train_candidate(name: str, source: str, args: argparse.Namespace) -> str:
         settings["feature_layer"] = args.feature_layer
     budget = "" if args.eps is None else f"-eps{args.eps:g}"
     out = Path(args.work) / f"{source}-{name}{budget}.safetensors"
+    members = ensemble_members(source)
     config = TrainConfig(data=args.data, out=str(out),
-                         sources=[SourceSpec(member) for member in ensemble_members(source)],
+                         sources=[SourceSpec(member) for member in members],
+                         monitors=[target for target in args.targets if target not in members],
                          zoo_dir=args.zoo, train_limit=args.train_limit, val_limit=500,
                          batch_size=args.batch_size, eps=args.eps, device=args.device,
                          precision=args.precision, **settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from agscm.cli import app
 from agscm.data import load_split
 from agscm.errors import AgscmError
+from agscm.eval.plots import plot_training, training_curve
 from agscm.models.batches import accuracy, iterate_indexed_batches
 from agscm.models.checkpoint import load_checkpoint, require_same_config, save_checkpoint
 from agscm.models.generator import Generator, GeneratorConfig
@@ -119,6 +121,37 @@ def test_bfloat16_training_fools_the_source_and_a_run_may_change_precision_betwe
     assert history[0]["val_acc[tiny-natural]"] < clean_acc - 0.1  # the bf16 epoch learns
     assert history[-1]["val_acc[tiny-natural]"] < clean_acc - 0.3
     assert all(t.dtype == torch.float32 for t in result.generator.state_dict().values())
+
+
+def test_monitored_models_are_scored_each_epoch_and_plotted_against_images_seen(
+        mnist_dir, tiny_zoo, tmp_path) -> None:
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    shutil.copyfile(tiny_zoo / "tiny-natural.safetensors", zoo / "tiny-natural.safetensors")
+    shutil.copyfile(tiny_zoo / "tiny-natural.safetensors", zoo / "watched.safetensors")
+    out = tmp_path / "g.safetensors"
+    small = {"train_limit": 256, "val_limit": 100}
+    train_generator(_config(mnist_dir, zoo, out, epochs=1, **small))
+    # a resumed run may start watching a model: it changes nothing that is trained
+    result = train_generator(_config(mnist_dir, zoo, out, monitors=["watched"], **small))
+    first, second = result.meta["history"]
+    assert "val_acc[watched]" not in first
+    # the same weights as the source, scored on the same adversarial images
+    assert second["val_acc[watched]"] == second["val_acc[tiny-natural]"]
+    assert [first["images_seen"], second["images_seen"]] == [256, 512]
+    curve = training_curve("g", json.loads(log_path(out).read_text()))
+    assert curve.images_seen == [256, 512] and curve.accuracy["tiny-natural"] == [
+        first["val_acc[tiny-natural]"], second["val_acc[tiny-natural]"]]
+    png = plot_training([curve], ["tiny-natural"], {"tiny-natural": {"pgd": 0.05}},
+                        tmp_path / "curve.png", "test")
+    assert png.read_bytes().startswith(b"\x89PNG")
+    with pytest.raises(AgscmError, match="tiny-natural: a source already"):
+        train_generator(_config(mnist_dir, zoo, tmp_path / "h.safetensors",
+                                monitors=["tiny-natural"], **small))
+    with pytest.raises(AgscmError, match="no model 'absent'"):
+        train_generator(_config(mnist_dir, zoo, tmp_path / "h.safetensors",
+                                monitors=["absent"], **small))
+    assert not (tmp_path / "h.safetensors").exists()
 
 
 def test_resume_reads_a_file_from_before_a_new_setting(mnist_dir, tiny_zoo, tmp_path) -> None:

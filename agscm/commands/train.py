@@ -98,6 +98,9 @@ def train(
     train_limit: Annotated[int | None, typer.Option(
         help="Use only the first N training images.")] = None,
     val_limit: Annotated[int, typer.Option(help="Validation images per epoch.")] = 1000,
+    monitor: Annotated[list[str] | None, typer.Option(
+        help="A zoo model whose accuracy on the validation images each epoch reports beside "
+             "the sources' (a target the generator never sees); repeat for more.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an existing --out checkpoint.")] = False,
     device: TorchDevice = "auto",
     precision: TrainingPrecision = None,
@@ -129,7 +132,8 @@ def train(
                          first_order=first_order,
                          cam_normalize=cam_normalize, target_class=target,
                          batch_size=batch_size, seed=seed, train_limit=train_limit,
-                         val_limit=val_limit, device=device, precision=precision,
+                         val_limit=val_limit, monitors=monitor or [], device=device,
+                         precision=precision,
                          **settings)
     result = train_generator(config, resume=resume, splits=splits)
     typer.echo(f"saved {result.path} (epoch {result.meta['epoch']}); log {log_path(result.path)}")

@@ -100,16 +100,16 @@ def optimizer_from_tensors(tensors: dict[str, torch.Tensor], rest: dict[str, Any
     return {"state": state, "param_groups": rest["param_groups"]}
 
 
-RESUMABLE_CHANGES = ("epochs", "out", "device", "precision")
+RESUMABLE_CHANGES = ("epochs", "out", "device", "precision", "monitors")
 PATH_SETTINGS = ("data", "zoo_dir")  # spelt relative or absolute, they name the same files
 
 
 def require_same_config(path: Path, saved: dict[str, Any], wanted: Any) -> None:
-    """Refuse to resume `path` under a different config. Only what does not change the training
-    may differ: the epoch count may grow, a copy may resume at another path or on another
-    device or in another precision (a run begun in bf16 on a lent GPU goes on in fp32 on the
-    CPU), and the data or zoo folder may be spelt another way if, from here, both spellings
-    lead to the same place.
+    """Refuse to resume `path` under a different config. Only what does not change what is
+    trained may differ: the epoch count may grow, the models watched on the validation split
+    may change, a copy may resume at another path, on another device or in another precision
+    (a run begun in bf16 on a lent GPU goes on in fp32 on the CPU), and the data or zoo folder
+    may be spelt another way if, from here, both spellings lead to the same place.
 
     `wanted` is the config dataclass; a field newer than the file counts as having been at
     its default there, so files from before a setting existed still resume."""

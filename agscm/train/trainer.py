@@ -108,6 +108,7 @@ class TrainConfig:
     recipe: str = "paper"  # the recipe these settings started from (agscm.train.recipes)
     train_limit: int | None = None
     val_limit: int | None = 1000
+    monitors: list[str] = field(default_factory=list)  # models scored on val, never trained on
     device: str = "cpu"
     precision: str | None = None  # fp32 or bf16 (agscm.train.precision); None: the device's
 
@@ -134,6 +135,10 @@ class TrainConfig:
                              f"{', '.join(SCHEDULES)}")
         if not self.sources:
             raise AgscmError("give at least one source model")
+        watched = set(self.monitors) & {s.model for s in self.sources}
+        if watched:
+            raise AgscmError(f"{', '.join(sorted(watched))}: a source already; its validation "
+                             "accuracy is reported without --monitor")
         if any(s.weight <= 0 for s in self.sources):
             raise AgscmError("source weights must be > 0")
         if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
@@ -186,23 +191,38 @@ class LoadedSource:
     digest: str  # sha256 of the checkpoint, so a resumed generator keeps the same sources
 
 
-def load_sources(config: TrainConfig, data: ImageSet) -> list[LoadedSource]:
+def load_fitting(name: str, role: str, config: TrainConfig,
+                 data: ImageSet) -> tuple[nn.Module, dict[str, Any]]:
+    """Zoo model `name`, refused in one line (naming its `role`) unless it takes `data`'s
+    images and classes."""
     zoo = Path(config.zoo_dir) if config.zoo_dir else None
+    model, meta = load_classifier(name, zoo, device=config.device)
+    model_channels = meta["model"]["channels"]
+    if model_channels != data.channels:
+        raise AgscmError(f"{role} {name!r} takes {model_channels}-channel images but "
+                         f"{config.data} has {data.channels}")
+    if meta["model"]["classes"] != len(data.classes):
+        raise AgscmError(f"{role} {name!r} tells {meta['model']['classes']} classes "
+                         f"apart but {config.data} has {len(data.classes)} "
+                         f"({', '.join(data.classes[:5])}{', ...' if len(data.classes) > 5 else ''})")
+    if tuple(meta["model"]["image_size"]) != data.size:
+        raise AgscmError(f"{role} {name!r} takes {meta['model']['image_size'][0]}x"
+                         f"{meta['model']['image_size'][1]} images but {config.data} has "
+                         f"{data.size[0]}x{data.size[1]}")
+    return model, meta
+
+
+def load_monitors(config: TrainConfig, data: ImageSet) -> dict[str, nn.Module]:
+    """The models whose validation accuracy each epoch reports beside the sources' (the
+    targets a transfer recipe is chosen for, watched as training goes on)."""
+    return {name: load_fitting(name, "monitored model", config, data)[0]
+            for name in config.monitors}
+
+
+def load_sources(config: TrainConfig, data: ImageSet) -> list[LoadedSource]:
     sources = []
     for spec in config.sources:
-        model, meta = load_classifier(spec.model, zoo, device=config.device)
-        model_channels = meta["model"]["channels"]
-        if model_channels != data.channels:
-            raise AgscmError(f"source {spec.model!r} takes {model_channels}-channel images but "
-                             f"{config.data} has {data.channels}")
-        if meta["model"]["classes"] != len(data.classes):
-            raise AgscmError(f"source {spec.model!r} tells {meta['model']['classes']} classes "
-                             f"apart but {config.data} has {len(data.classes)} "
-                             f"({', '.join(data.classes[:5])}{', ...' if len(data.classes) > 5 else ''})")
-        if tuple(meta["model"]["image_size"]) != data.size:
-            raise AgscmError(f"source {spec.model!r} takes {meta['model']['image_size'][0]}x"
-                             f"{meta['model']['image_size'][1]} images but {config.data} has "
-                             f"{data.size[0]}x{data.size[1]}")
+        model, meta = load_fitting(spec.model, "source", config, data)
         if config.feature_layer is not None:
             resolve_layer(model, config.feature_layer)  # a wrong name: one line, the candidates
         sources.append(LoadedSource(meta["name"], model,
@@ -378,12 +398,13 @@ def source_pass(source: LoadedSource, clean_view: torch.Tensor, adversarial_view
 
 
 def _validate(generator: Generator, sources: list[LoadedSource], data: ImageSet,
-              config: TrainConfig) -> dict[str, float]:
-    """Source accuracy on x' for the validation images, delta's size, the first source's
-    Grad-CAM distance, and `collapse`: the share of images the first source sends to its most
-    common wrong class (near 1 when the generator has learned one universal pattern)."""
+              config: TrainConfig, monitors: dict[str, nn.Module]) -> dict[str, float]:
+    """Source (and monitored model) accuracy on x' for the validation images, delta's size,
+    the first source's Grad-CAM distance, and `collapse`: the share of images the first source
+    sends to its most common wrong class (near 1 when the generator has learned one universal
+    pattern)."""
     generator.eval()
-    correct = {s.name: 0 for s in sources}
+    correct = {name: 0 for name in [*(s.name for s in sources), *monitors]}
     linf = l2 = cam_distance = 0.0
     wrong_classes = torch.zeros(len(data.classes), dtype=torch.long)
     for images, labels in iterate_batches(data, 250, device=config.device):
@@ -392,6 +413,9 @@ def _validate(generator: Generator, sources: list[LoadedSource], data: ImageSet,
             adversarial = (images + delta).clamp(0, 1)
         linf += delta.flatten(1).abs().amax(dim=1).sum().item()
         l2 += delta.flatten(1).norm(dim=1).sum().item()
+        with torch.no_grad():
+            for name, model in monitors.items():
+                correct[name] += int((model(adversarial).argmax(1) == labels).sum())
         for index, source in enumerate(sources):
             adv_maps, logits = source.cam(adversarial, labels, create_graph=False)
             predicted = logits.argmax(1)
@@ -425,12 +449,14 @@ def train_generator(config: TrainConfig, resume: bool = True,
     train_set, val_set = fit.subset(config.train_limit), val.subset(config.val_limit)
     config = resolve_config(config, train_set)
     sources = load_sources(config, train_set)  # every check before anything is written
+    monitors = load_monitors(config, val_set)
     with exclusive(Path(config.out), "training"):
-        return _train_generator(config, resume, train_set, val_set, sources)
+        return _train_generator(config, resume, train_set, val_set, sources, monitors)
 
 
 def _train_generator(config: TrainConfig, resume: bool, train_set: ImageSet, val_set: ImageSet,
-                     sources: list[LoadedSource]) -> GeneratorCheckpoint:
+                     sources: list[LoadedSource],
+                     monitors: dict[str, nn.Module]) -> GeneratorCheckpoint:
     assert config.eps is not None
     torch.manual_seed(config.seed)
     generator = Generator(GeneratorConfig(
@@ -489,7 +515,8 @@ def _train_generator(config: TrainConfig, resume: bool, train_set: ImageSet, val
             progress.remove_task(task)
             row = {"epoch": epoch + 1, **{k: v / steps_per_epoch for k, v in sums.items()},
                    "seconds": seconds, "images_per_second": len(train_set) / seconds,
-                   **_validate(generator, sources, val_set, config)}
+                   "images_seen": (epoch + 1) * len(train_set),
+                   **_validate(generator, sources, val_set, config, monitors)}
             record["history"].append({**row, "device": str(config.device),
                                       "precision": config.precision})
             record["epoch"] = epoch + 1
@@ -521,7 +548,7 @@ def _resume(out: Path, config: TrainConfig,
         raise AgscmError(f"{out}: was trained against other weights of its source models "
                          f"({', '.join(record['sources'])}); delete it or choose another --out")
     record["train"].update(epochs=config.epochs, out=config.out, device=config.device,
-                           precision=config.precision)
+                           precision=config.precision, monitors=config.monitors)
     generator.train()
     optimizer = make_optimizer(generator, config)
     if "optimizer" in record:
