@@ -115,7 +115,6 @@ def measure(source: Path, data: str, batch_size: int, steps: int, cached: bool,
         output_scale=config.output_scale, output=config.output, smooth_sigma=config.smooth_sigma))
     images = torch.from_numpy(train.as_float())
     labels = torch.from_numpy(train.labels)
-    assert config.precision is not None
     generator = for_precision(generator, config.precision)
     for source_model in sources:
         for_precision(source_model.model, config.precision)

@@ -190,8 +190,8 @@ def main() -> None:
                         help="budget of every generator and baseline [default: the data's]")
     parser.add_argument("--feature-layer", default=None,
                         help="the mid-layer objectives' layer [default: the Grad-CAM layer]")
-    parser.add_argument("--precision", choices=PRECISIONS, default=None,
-                        help="generator training steps' precision [default: the device's]")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                        help="generator training steps' precision")
     parser.add_argument("--epochs", type=int, default=None, help="override every recipe's epochs")
     parser.add_argument("--train-limit", type=int, default=20000)
     parser.add_argument("--batch-size", type=int, default=128)

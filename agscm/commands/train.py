@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from agscm.commands.options import TorchDevice, TrainingPrecision
+from agscm.commands.options import GeneratorPrecision, TorchDevice
 from agscm.errors import AgscmError, one_line_errors
 
 
@@ -103,7 +103,7 @@ def train(
              "the sources' (a target the generator never sees); repeat for more.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an existing --out checkpoint.")] = False,
     device: TorchDevice = "auto",
-    precision: TrainingPrecision = None,
+    precision: GeneratorPrecision = "fp32",
 ) -> None:
     """Train a generator: AEG-GC as published (--recipe paper) or the transfer recipe.
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from agscm.commands.options import TorchDevice, TrainingPrecision
+from agscm.commands.options import TorchDevice, ZooPrecision
 from agscm.errors import one_line_errors
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def train(
         help="End this run after epoch K of --epochs (the schedule still spans --epochs); the "
              "same command without it goes on from there, ending as one run would.")] = None,
     device: TorchDevice = "auto",
-    precision: TrainingPrecision = None,
+    precision: ZooPrecision = None,
 ) -> None:
     """Train (or resume) one zoo model.
 

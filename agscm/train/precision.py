@@ -1,9 +1,11 @@
 """The arithmetic of training steps: float32, or bfloat16 autocast on channels-last tensors.
 
-bf16 is the default on CUDA; on a CPU it pays only where the hardware has bf16 arithmetic
-(AVX-512 BF16 or AMX: 2-3x faster for the zoo's CIFAR-10 nets, docs/RESULTS.md §2) and is
-emulated, slower, elsewhere, so the CPU default stays fp32. Weights, optimiser state and every
-reported accuracy stay float32 either way; a run may change precision between its parts.
+Zoo training defaults to bf16 on CUDA; on a CPU bf16 pays only where the hardware has bf16
+arithmetic (AVX-512 BF16 or AMX: 2-3x faster for the zoo's CIFAR-10 nets, docs/RESULTS.md §2)
+and is emulated, slower, elsewhere, so the CPU default stays fp32. Generator training defaults
+to fp32 everywhere (its second-order Grad-CAM has not been tried in bf16). Weights, optimiser
+state and every reported accuracy stay float32 either way; a run may change precision between
+its parts.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ PRECISIONS = ("fp32", "bf16")
 
 
 def resolve_precision(precision: str | None, device: str) -> str:
-    """`precision`, or the device's default (bf16 on CUDA, fp32 elsewhere)."""
+    """`precision` (refused in one line unless known), or the zoo's default for the device
+    (bf16 on CUDA, fp32 elsewhere)."""
     if precision is None:
         return "bf16" if torch.device(device).type == "cuda" else "fp32"
     if precision not in PRECISIONS:
