@@ -11,6 +11,15 @@ from agscm.atomic import atomic_path
 from agscm.eval.sweep import SweepResult
 
 
+def _save_png(figure: Any, path: Path) -> Path:
+    """Lay `figure` out and write it to `path` as PNG, atomically."""
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temp:
+        figure.savefig(temp, format="png")
+    return path
+
+
 def plot_sweep(result: SweepResult, path: Path) -> Path:
     """Attack success rate vs lambda, on the target (transfer) and the source (white-box)."""
     import matplotlib
@@ -31,13 +40,9 @@ def plot_sweep(result: SweepResult, path: Path) -> Path:
         axes.set_title(f"AEG-GC lambda sweep: {result.source} -> {result.target}")
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)
-        figure.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as temp:
-            figure.savefig(temp, format="png")
+        return _save_png(figure, path)
     finally:
         plt.close(figure)
-    return path
 
 
 @dataclass(frozen=True)
@@ -89,10 +94,6 @@ def plot_training(curves: list[Curve], targets: list[str], levels: dict[str, dic
             axes.grid(alpha=0.3)
             axes.legend(fontsize=7)
         figure.suptitle(title, fontsize=10)
-        figure.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as temp:
-            figure.savefig(temp, format="png")
+        return _save_png(figure, path)
     finally:
         plt.close(figure)
-    return path
