@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from agscm.cli import app
 from agscm.digest import file_digest
 from agscm.errors import AgscmError
-from agscm.eval.publish import _epoch_precision
+from agscm.eval.publish import _epoch_precision, _training_command
 from agscm.models.catalog import CATALOG_NAME, read_catalog, verify_catalog
 from agscm.models.checkpoint import load_checkpoint
 from agscm.models.registry import COMMITTED_ZOO, list_models, load_classifier
@@ -70,6 +70,16 @@ def test_publish_stores_half_precision_weights_measured_as_stored(catalogued, tr
 def test_epochs_from_before_precision_was_recorded_ran_in_their_devices_default() -> None:
     rows = [{"device": "cuda"}, {"device": "cpu"}, {"device": "cpu", "precision": "bf16"}]
     assert [_epoch_precision(row) for row in rows] == ["bf16", "fp32", "bf16"]
+
+
+def test_the_catalogs_command_names_a_precision_only_where_it_is_not_the_devices_default() -> None:
+    train = {"data": "mnist", "kind": "natural", "arch": "mlp"}
+    base = "agscm zoo train mnist --arch mlp --name m --zoo runs/zoo"
+    cpu_bf16 = [{"device": "cpu", "precision": "bf16"}] * 2
+    assert _training_command(train, "m", cpu_bf16) == base + " --precision bf16"
+    assert _training_command(train, "m", [{"device": "cpu"}, {"device": "cuda"}]) == base
+    mixed = [{"device": "cpu", "precision": "fp32"}, {"device": "cpu", "precision": "bf16"}]
+    assert _training_command(train, "m", mixed) == base  # no one line trains it; precisions says
 
 
 def test_tampered_missing_and_stray_files_are_refused_in_one_line(catalogued, trained_mlp) -> None:

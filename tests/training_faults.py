@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 from hostile_cases import Outcome, Unavailable, clean_exit, error_line, one_line_refusal, small_disk, snapshot
@@ -52,9 +52,10 @@ class FaultEnv:
         return subprocess.run([*self.agscm, *map(str, args)], capture_output=True, text=True,
                               timeout=timeout, env=self.env, cwd=self.work)
 
-    def start(self, *args: str | Path) -> subprocess.Popen[str]:
+    def start(self, *args: str | Path, stderr: int | IO[str] = subprocess.PIPE,
+              ) -> subprocess.Popen[str]:
         return subprocess.Popen([*self.agscm, *map(str, args)], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True, env=self.env, cwd=self.work)
+                                stderr=stderr, text=True, env=self.env, cwd=self.work)
 
 
 def tiny_zoo(agscm: list[str], env: dict[str, str], mnist: Path, zoo: Path,
@@ -150,8 +151,7 @@ def _timed_from_first_file(env: FaultEnv, args: list[str | Path], folder: Path,
     errors = env.work / f"{folder.name}.stderr"
     with errors.open("w") as stream:
         start = time.perf_counter()
-        process = subprocess.Popen([*env.agscm, *map(str, args)], stdout=subprocess.DEVNULL,
-                                   stderr=stream, text=True, env=env.env, cwd=env.work)
+        process = env.start(*args, stderr=stream)
         began = None
         while process.poll() is None:
             if began is None and any(folder.iterdir()):

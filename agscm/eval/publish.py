@@ -37,6 +37,17 @@ def _epoch_precision(row: dict[str, Any]) -> str:
     return row.get("precision") or resolve_precision(None, row.get("device", "cpu"))
 
 
+def _training_command(train: dict[str, Any], name: str, history: list[dict[str, Any]]) -> str:
+    """The `agscm zoo train` line, with `--precision` where every epoch ran in one precision
+    other than its device's default (bf16 on a CPU), so that the line trains the same way."""
+    command = train_command(train, name)
+    ran = {_epoch_precision(row) for row in history}
+    defaults = {resolve_precision(None, row.get("device", "cpu")) for row in history}
+    if len(ran) == 1 and ran != defaults:
+        command += f" --precision {ran.pop()}"
+    return command
+
+
 def _commits(history: list[dict[str, Any]]) -> str | None:
     """The commit(s) the epochs were trained at, as the checkpoint recorded them."""
     commits = list(dict.fromkeys(row["commit"] for row in history if row.get("commit")))
@@ -80,7 +91,7 @@ def publish_model(checkpoint: Path, zoo: Path, *, precision: str = "float16",
         "architecture": meta["model"]["arch"], "width": meta["model"]["width"],
         "parameters": sum(p.numel() for p in model.parameters()),
         "dataset": Path(test_data).name, "classes": len(meta["classes"]),
-        "training": {"command": train_command(meta["train"], name),
+        "training": {"command": _training_command(meta["train"], name, meta["history"]),
                      "commit": commit or _commits(meta["history"]) or source_commit() or "unknown",
                      "epochs": meta["epoch"], "devices": sorted({r.get("device", "?") for r
                                                                  in meta["history"]}),
