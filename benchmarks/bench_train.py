@@ -21,7 +21,9 @@ source truncated there (no L_adv, so nothing above the layer runs), the same wit
 generator's two stride-2 stages (the published generators' shape; the colour recipe runs every
 block at full resolution), and these steps and the transfer recipe's in the trainer's bf16
 precision (`--precision bf16`: bfloat16 autocast on channels-last tensors), to see what it buys
-on this CPU.
+on this CPU; last, the bf16 Grad-CAM-weighted step with a generator of half the width (16), a
+quarter of the generator's arithmetic, since the full-resolution generator costs more than the
+truncated source does.
 """
 
 from __future__ import annotations
@@ -87,6 +89,8 @@ COLOUR_ROWS: dict[str, tuple[bool, dict[str, Any]]] = {
     "Grad-CAM-weighted features at layer1, truncated, bf16": (True, {**WEIGHTED, **BF16}),
     "Grad-CAM-weighted features at layer1, truncated, downsampling twice, bf16": (
         True, {**WEIGHTED, "downsamplings": 2, **BF16}),
+    "Grad-CAM-weighted features at layer1, truncated, generator width 16, bf16": (
+        True, {**WEIGHTED, "width": 16, **BF16}),
 }
 GREY_ROWS: dict[str, tuple[bool, dict[str, Any]]] = {
     "second-order (default)": (True, PAPER),
