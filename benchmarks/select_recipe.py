@@ -42,6 +42,7 @@ from agscm.eval.report import markdown_table, number
 from agscm.eval.transfer import EvalConfig, TransferResult, evaluate
 from agscm.export.pipeline import export_checkpoint
 from agscm.models.batches import iterate_batches
+from agscm.models.checkpoint import read_meta
 from agscm.models.ensemble import ensemble_members
 from agscm.models.generator_checkpoint import load_generator
 from agscm.train.precision import PRECISIONS
@@ -102,10 +103,12 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
                                           "downsamplings": 0, "width": 32, "smooth_sigma": 0.5}),
     # issue 28: mid-layer objectives alone (no logits, so the source is cut off after
     # --feature-layer), at full resolution, with eps * tanh or, "-clip", the generator papers'
-    # projection onto the box and their Adam (2e-4, beta1 0.5)
-    **{f"{name}-full{suffix}": ("paper", {**MID_LAYER, **objective, **output})
+    # projection onto the box and their Adam (2e-4, beta1 0.5); "-w16" halves the generator's
+    # width, a quarter of its arithmetic, which outweighs the truncated source's
+    **{f"{name}-{shape}{suffix}": ("paper", {**MID_LAYER, **objective, **size, **output})
        for name, objective in (("fsep", {"feature_weight": 1.0}),
                                ("gcfeat", {"objectives": ["gradcam-feature@1"]}))
+       for shape, size in (("full", {}), ("w16", {"width": 16}))
        for suffix, output in (("", {}), ("-clip", PAPERS_CHOICES))},
 }
 
@@ -113,10 +116,10 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
 def train_candidate(name: str, source: str, args: argparse.Namespace) -> str:
     """Train (or resume) one candidate against one source; returns its checkpoint path."""
     recipe, changes = CANDIDATES[name]
-    settings = {**recipe_settings(recipe, **changes), "recipe": name}
+    settings = {**recipe_settings(recipe, args.channels, **changes), "recipe": name}
     if args.epochs is not None:
         settings["epochs"] = args.epochs
-    if args.feature_layer is not None and (settings["feature_weight"] or settings["objectives"]):
+    if args.feature_layer is not None and (settings["feature_weight"] or settings.get("objectives")):
         settings["feature_layer"] = args.feature_layer
     budget = "" if args.eps is None else f"-eps{args.eps:g}"
     out = Path(args.work) / f"{source}-{name}{budget}.safetensors"
@@ -128,6 +131,14 @@ def train_candidate(name: str, source: str, args: argparse.Namespace) -> str:
                          batch_size=args.batch_size, eps=args.eps, device=args.device,
                          precision=args.precision, **settings)
     return str(train_generator(config, resume=True).path)
+
+
+def training_record(path: str) -> list[dict[str, Any]]:
+    """Per epoch of a candidate's checkpoint: images seen, seconds, images/s, precision and the
+    monitored targets' validation accuracy (what the candidate's curve is drawn from)."""
+    keep = ("epoch", "images_seen", "seconds", "images_per_second", "precision", "collapse")
+    return [{k: v for k, v in row.items() if k in keep or k.startswith("val_")}
+            for row in read_meta(Path(path))["history"]]
 
 
 UNIVERSAL_IMAGES = 200
@@ -203,6 +214,7 @@ def main() -> None:
                         "process each (their output goes to <work>/logs)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    args.channels = load_split(args.data, "val").channels  # a recipe's settings follow it
     pairs = [(source, name) for source in args.sources for name in args.candidates]
     paths = run_jobs(train_candidate, [(name, source, args) for source, name in pairs],
                      [Path(args.work) / "logs" / f"{source}-{name}.log" for source, name in pairs],
@@ -240,7 +252,9 @@ def main() -> None:
         "command": shlex.join(["python", "benchmarks/select_recipe.py", *sys.argv[1:]]),
         "candidates": {n: {"recipe": CANDIDATES[n][0], "changes": CANDIDATES[n][1]}
                        for n in args.candidates},
-        "ranking": ranking, "table": result.to_json(), "config": asdict(config)}, indent=2))
+        "ranking": ranking, "training": {name: [training_record(path) for path in files]
+                                         for name, files in per_candidate.items()},
+        "table": result.to_json(), "config": asdict(config)}, indent=2))
     print(f"wrote {args.out}")
 
 
