@@ -9,7 +9,10 @@ with the baselines' accuracy on the same validation images as horizontal lines (
 
 Each log is a generator checkpoint's `<checkpoint>.log.json`, trained with `agscm train
 --monitor TARGET` (or with the target as a source) so that every epoch scores the target on the
-validation images. The table is an `agscm evaluate --split val --limit N` run on the same first
+validation images. `--selection` adds every candidate of a `benchmarks/select_recipe.py` result
+(its per-epoch training records) as a curve of its own, so short candidates sit beside a long run.
+
+The table is an `agscm evaluate --split val --limit N` run on the same first
 N validation images (the trainer's `--val-limit N`), from the same source.
 """
 
@@ -19,7 +22,7 @@ import argparse
 import json
 from pathlib import Path
 
-from agscm.eval.plots import plot_training, training_curve
+from agscm.eval.plots import Curve, plot_training, training_curve
 
 
 def baseline_levels(table: Path, source: str, methods: list[str],
@@ -36,10 +39,22 @@ def baseline_levels(table: Path, source: str, methods: list[str],
     return levels
 
 
+def selection_curves(path: Path) -> list[Curve]:
+    """One curve per candidate and source of a select_recipe.py result, labelled by name."""
+    records = json.loads(path.read_text()).get("training")
+    if not isinstance(records, dict):
+        raise SystemExit(f"{path}: no per-candidate training records (select_recipe.py JSON)")
+    return [training_curve(name if len(histories) == 1 else f"{name} #{index + 1}", history)
+            for name, histories in records.items()
+            for index, history in enumerate(histories) if history]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--log", action="append", required=True, metavar="LABEL=PATH",
+    parser.add_argument("--log", action="append", default=[], metavar="LABEL=PATH",
                         help="a generator's per-epoch log; repeat for more")
+    parser.add_argument("--selection", type=Path, default=None,
+                        help="a select_recipe.py result: each candidate's training record")
     parser.add_argument("--targets", nargs="+", required=True)
     parser.add_argument("--table", type=Path, default=None, help="transfer.json of the baselines")
     parser.add_argument("--source", default=None, help="the baselines' source in --table")
@@ -53,6 +68,10 @@ def main() -> None:
         if not path:
             raise SystemExit(f"--log {item!r}: give LABEL=PATH")
         curves.append(training_curve(label, json.loads(Path(path).read_text())))
+    if args.selection is not None:
+        curves += selection_curves(args.selection)
+    if not curves:
+        raise SystemExit("nothing to draw: give --log or --selection")
     levels = {}
     if args.table is not None:
         if args.source is None:

@@ -214,7 +214,8 @@ def main() -> None:
                         "process each (their output goes to <work>/logs)")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    args.channels = load_split(args.data, "val").channels  # a recipe's settings follow it
+    val = load_split(args.data, "val")
+    args.channels = val.channels  # a recipe's settings follow it
     pairs = [(source, name) for source in args.sources for name in args.candidates]
     paths = run_jobs(train_candidate, [(name, source, args) for source, name in pairs],
                      [Path(args.work) / "logs" / f"{source}-{name}.log" for source, name in pairs],
@@ -229,8 +230,7 @@ def main() -> None:
                         zoo_dir=args.zoo, split="val", limit=args.val_limit, eps=args.eps,
                         cache_dir=args.cache, device=args.device)
     result = evaluate(config)
-    images, _ = next(iterate_batches(load_split(args.data, "val").subset(UNIVERSAL_IMAGES),
-                                     UNIVERSAL_IMAGES))
+    images, _ = next(iterate_batches(val.subset(UNIVERSAL_IMAGES), UNIVERSAL_IMAGES))
     universal = {name: max(universality(path, images) for path in files)
                  for name, files in per_candidate.items()}
     exports = {name: [export_check(path, Path(args.work) / "onnx") for path in files]

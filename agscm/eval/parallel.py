@@ -3,6 +3,8 @@ one process uses one CPU core well), so side by side they finish several times s
 
 Every job resumes from its own checkpoint, so running a stage in parallel first and then
 sequentially (which finds everything done) gives the same files as running it sequentially.
+A worker whose parent is gone (killed, even by SIGKILL) exits within a second, so stopping a
+run never leaves orphans training on, holding their checkpoints' locks.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -17,6 +21,18 @@ from typing import Any, TypeVar
 import torch
 
 T = TypeVar("T")
+PARENT_CHECK_SECONDS = 0.5
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Pool initializer: a daemon thread ends this worker once `parent` is no longer its
+    parent (the orphan is re-parented to init or a subreaper)."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _logged(job: Callable[..., T], log: str, args: tuple[Any, ...], threads: int) -> T:
@@ -37,7 +53,8 @@ def run_jobs(job: Callable[..., T], arguments: Sequence[tuple[Any, ...]], logs: 
         Path(log).parent.mkdir(parents=True, exist_ok=True)
     processes = min(jobs, len(arguments))
     threads = max(1, (os.cpu_count() or 1) // processes)
-    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+    with multiprocessing.get_context("spawn").Pool(processes, initializer=_exit_with_parent,
+                                                   initargs=(os.getpid(),)) as pool:
         pending = [pool.apply_async(_logged, (job, str(log), args, threads))
                    for args, log in zip(arguments, logs, strict=True)]
         return [result.get() for result in pending]
