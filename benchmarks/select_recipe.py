@@ -111,12 +111,17 @@ CANDIDATES: dict[str, tuple[str, dict[str, Any]]] = {
        for shape, size in (("full", {}), ("w16", {"width": 16}))
        for suffix, output in (("", {}), ("-clip", PAPERS_CHOICES))},
 }
+# issue 28: the skip gradient (SGM) on a ResNet source, at gamma 0.5 and 0.2 ("-sgm05", "-sgm02")
+CANDIDATES.update({f"{base}-sgm{round(gamma * 10):02d}": (CANDIDATES[base][0],
+                                                         {**CANDIDATES[base][1], "skip_gradient": gamma})
+                   for base in ("transfer", "fsep-full-clip") for gamma in (0.5, 0.2)})
 
 
-def train_candidate(name: str, source: str, args: argparse.Namespace) -> str:
-    """Train (or resume) one candidate against one source; returns its checkpoint path."""
+def train_candidate(name: str, source: str, channels: int, args: argparse.Namespace) -> str:
+    """Train (or resume) one candidate against one source of `channels`-channel data (a
+    recipe's settings follow it); returns its checkpoint path."""
     recipe, changes = CANDIDATES[name]
-    settings = {**recipe_settings(recipe, args.channels, **changes), "recipe": name}
+    settings = {**recipe_settings(recipe, channels, **changes), "recipe": name}
     if args.epochs is not None:
         settings["epochs"] = args.epochs
     if args.feature_layer is not None and (settings["feature_weight"] or settings.get("objectives")):
@@ -215,9 +220,8 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
     val = load_split(args.data, "val")
-    args.channels = val.channels  # a recipe's settings follow it
     pairs = [(source, name) for source in args.sources for name in args.candidates]
-    paths = run_jobs(train_candidate, [(name, source, args) for source, name in pairs],
+    paths = run_jobs(train_candidate, [(name, source, val.channels, args) for source, name in pairs],
                      [Path(args.work) / "logs" / f"{source}-{name}.log" for source, name in pairs],
                      args.jobs)
     generators: dict[str, list[str]] = {source: [] for source in args.sources}

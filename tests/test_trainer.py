@@ -224,6 +224,8 @@ def test_same_seed_same_weights(mnist_dir, tiny_zoo, tmp_path) -> None:
     ({"adv_weight": -1.0}, "adversarial weight must be >= 0"),
     ({"output": "sigmoid"}, "unknown generator output 'sigmoid'"),
     ({"cam_weight_copies": 0}, ">= 1 copies"),
+    ({"skip_gradient": 0.0}, r"skip-gradient gamma must be in \(0, 1\], got 0.0"),
+    ({"skip_gradient": 0.5}, "no source has residual branches \\(tiny-natural\\); SGM needs a ResNet"),
     ({"objectives": ["fia@1"]}, "unknown objective 'fia'"),
     ({"feature_weight": 1.0, "feature_layer": "nope"}, "no layer 'nope'"),
     ({"train_limit": 0}, "train limit must be >= 1, got 0"),

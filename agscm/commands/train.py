@@ -82,6 +82,9 @@ def train(
         help="Adam's beta1 \\[default: 0.9; the generator papers use 0.5].")] = None,
     schedule: Annotated[str | None, typer.Option(
         help="Learning rate: constant or cosine.")] = None,
+    skip_gradient: Annotated[float, typer.Option(
+        help="SGM: scale the gradient through the sources' residual branches by this gamma "
+             "in (0, 1] \\[default: 1, off; needs a ResNet source].")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed (same seed, same weights on CPU).")] = 0,
     width: Annotated[int | None, typer.Option(help="Generator width.")] = None,
     residual_blocks: Annotated[int | None, typer.Option(
@@ -129,7 +132,7 @@ def train(
                          zoo_dir=str(zoo_dir) if zoo_dir else None, eps=eps, norm=norm,
                          kappa=kappa, feature_layer=feature_layer, objectives=objective or [],
                          views=view or [],
-                         first_order=first_order,
+                         first_order=first_order, skip_gradient=skip_gradient,
                          cam_normalize=cam_normalize, target_class=target,
                          batch_size=batch_size, seed=seed, train_limit=train_limit,
                          val_limit=val_limit, monitors=monitor or [], device=device,

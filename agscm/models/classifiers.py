@@ -69,6 +69,8 @@ def _norm(channels: int, batch_norm: bool) -> nn.Module:
 class BasicBlock(nn.Module):
     """ResNet basic block (two 3x3 convs, batch norm, identity or 1x1 shortcut)."""
 
+    residual_branch_end = "bn2"  # the branch's last module (agscm.models.skip_gradient)
+
     def __init__(self, inputs: int, outputs: int, stride: int, batch_norm: bool = True) -> None:
         super().__init__()
         bias = not batch_norm
@@ -165,6 +167,8 @@ class VGGSmall(nn.Module):
 
 class Residual(nn.Module):
     """x + two conv-BN-ReLU layers (the ResNet-9 residual unit)."""
+
+    residual_branch_end = "body"  # the branch's last module (agscm.models.skip_gradient)
 
     def __init__(self, channels: int) -> None:
         super().__init__()
