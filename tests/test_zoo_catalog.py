@@ -4,7 +4,9 @@ and zoo training that resumes part by part to the bit-identical result of one ru
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -80,6 +82,29 @@ def test_the_catalogs_command_names_a_precision_only_where_it_is_not_the_devices
     assert _training_command(train, "m", [{"device": "cpu"}, {"device": "cuda"}]) == base
     mixed = [{"device": "cpu", "precision": "fp32"}, {"device": "cpu", "precision": "bf16"}]
     assert _training_command(train, "m", mixed) == base  # no one line trains it; precisions says
+
+
+@pytest.mark.parametrize("changes", [
+    {"kind": "adv", "adv_steps": 2, "epochs": 15, "optimizer": "sgd", "lr": 0.2},  # cifar10-adv
+    {"kind": "secret", "adv_method": "fgsm-rs", "eps": 0.1},
+    {"kind": "adv", "seed": 5, "eps_warmup_epochs": 2},
+    {"kind": "natural", "arch": "resnet9", "width": 40, "augment": "shift-flip"},
+], ids=["pgd-2", "fgsm-rs", "pgd-7-other-seed", "natural"])
+def test_the_catalogs_command_trains_the_catalogued_config(monkeypatch, changes) -> None:
+    """Run the command through the CLI (training captured): it must build the very config the
+    checkpoint recorded. A flag left out because it matched the model's own value instead of
+    the command line's default (PGD-2 written without --adv-steps 2) would train another model."""
+    from agscm.train import zoo as zoo_module
+
+    data = "../shared/data/cifar10-jpeg.tar.gz"
+    recorded = zoo_module._resolved(ZooConfig(data, **changes), channels=3)
+    captured: list[ZooConfig] = []
+    monkeypatch.setattr(zoo_module, "train_classifier",
+                        lambda config, path, **_: captured.append(config) or path)
+    command = zoo_module.train_command(asdict(recorded), "m")
+    result = CliRunner().invoke(app, shlex.split(command)[1:])
+    assert result.exit_code == 0, result.output
+    assert zoo_module._resolved(captured[0], channels=3) == recorded, command
 
 
 def test_tampered_missing_and_stray_files_are_refused_in_one_line(catalogued, trained_mlp) -> None:

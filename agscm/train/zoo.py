@@ -122,11 +122,12 @@ def train_command(train: dict[str, Any], name: str, zoo: str = "runs/zoo") -> st
     or not) into `<zoo>/<name>.safetensors`: only the flags that differ from their defaults."""
     config = ZooConfig(**{k: v for k, v in train.items() if k in _FIELDS})
     channels = 1 if config.eps == default_eps(1) else 3
-    defaults = _resolved(ZooConfig(config.data, kind=config.kind, adv_method=config.adv_method,
-                                   adv_steps=config.adv_steps, eps=None), channels)
+    # the command line's own defaults, resolved as training resolves them
+    defaults = _resolved(ZooConfig(config.data, kind=config.kind, eps=None), channels)
     flags = [f"--kind {config.kind}"] if config.kind != "natural" else []
     for key, value in asdict(config).items():
-        if key in ("data", "kind", "adv_step_size") or value is None:
+        if key in ("data", "kind", "adv_step_size") or value is None or (
+                key == "adv_steps" and config.adv_method != "pgd"):  # single-step: no count
             continue
         if value != getattr(defaults, key):
             flags.append(f"--{key.replace('_', '-')} {shlex.quote(str(value))}")
