@@ -85,7 +85,7 @@ def _cifar10_zoo() -> tuple[ZooEntry, ...]:
            "weight_decay": 5e-4, "augment": "shift-flip"}
     natural = {**sgd, "kind": "natural", "epochs": 24}
     # PGD-2 (step 1.25*eps, random start), not Madry's PGD-7: a 15-epoch run then fits one
-    # session on two CPU cores (339 against 795 s an epoch in bf16, docs/MODELS.md)
+    # session on two CPU cores (339 against 795 s an epoch in bf16, docs/RESULTS.md §2)
     robust = {**sgd, "kind": "adv", "epochs": 15, "adv_method": "pgd", "adv_steps": 2,
               "eps_warmup_epochs": 1}
     return (
