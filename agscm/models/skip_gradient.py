@@ -36,12 +36,17 @@ def residual_branch_ends(model: nn.Module) -> list[nn.Module]:
             if isinstance(getattr(unit, "residual_branch_end", None), str)]
 
 
+def check_gamma(gamma: float) -> None:
+    """Refuse, in one line, a gamma outside (0, 1] (0 would cut the branches off)."""
+    if not 0 < gamma <= 1:
+        raise AgscmError(f"the skip-gradient gamma must be in (0, 1], got {gamma}")
+
+
 def skip_gradient(model: nn.Module, gamma: float) -> list[RemovableHandle]:
     """Scale the backward gradient through every residual branch of `model` by `gamma` in
     (0, 1]; returns the hooks' handles (none for a model without residual branches; remove
     them to undo)."""
-    if not 0 < gamma <= 1:
-        raise AgscmError(f"the skip-gradient gamma must be in (0, 1], got {gamma}")
+    check_gamma(gamma)
 
     def scale(_module: nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor:
         return _ScaleGradient.apply(output, gamma) if output.requires_grad else output

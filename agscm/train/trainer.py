@@ -41,7 +41,7 @@ from agscm.models.generator import OUTPUTS, Generator, GeneratorConfig
 from agscm.models.generator_checkpoint import load_generator, save_generator
 from agscm.models.gradcam import GradCAM, channel_weights, gradcam_distance, resolve_layer
 from agscm.models.registry import load_classifier
-from agscm.models.skip_gradient import residual_branch_ends, skip_gradient
+from agscm.models.skip_gradient import check_gamma, skip_gradient
 from agscm.progress import format_metrics, make_progress
 from agscm.train.objectives import (
     ADVERSARIAL_LOSSES,
@@ -151,8 +151,7 @@ class TrainConfig:
         if self.adv_weight < 0 or not 0 <= self.beta1 < 1:
             raise AgscmError(f"the adversarial weight must be >= 0 and beta1 in [0, 1), got "
                              f"{self.adv_weight} and {self.beta1}")
-        if not 0 < self.skip_gradient <= 1:
-            raise AgscmError(f"the skip-gradient gamma must be in (0, 1], got {self.skip_gradient}")
+        check_gamma(self.skip_gradient)
         if self.cam_weight_copies < 1 or not 0 < self.cam_weight_keep <= 1:
             raise AgscmError("the Grad-CAM weights need >= 1 copies and a kept share in (0, 1], "
                              f"got {self.cam_weight_copies} and {self.cam_weight_keep}")
@@ -224,17 +223,17 @@ def load_monitors(config: TrainConfig, data: ImageSet) -> dict[str, nn.Module]:
 
 
 def load_sources(config: TrainConfig, data: ImageSet) -> list[LoadedSource]:
-    sources = []
+    sources, hooked_branches = [], 0
     for spec in config.sources:
         model, meta = load_fitting(spec.model, "source", config, data)
         if config.feature_layer is not None:
             resolve_layer(model, config.feature_layer)  # a wrong name: one line, the candidates
         if config.skip_gradient < 1:
-            skip_gradient(model, config.skip_gradient)
+            hooked_branches += len(skip_gradient(model, config.skip_gradient))
         sources.append(LoadedSource(meta["name"], model,
                                     GradCAM(model, spec.layer, first_order=config.first_order),
                                     spec.weight, file_digest(Path(meta["path"]))))
-    if config.skip_gradient < 1 and not any(residual_branch_ends(s.model) for s in sources):
+    if config.skip_gradient < 1 and not hooked_branches:
         raise AgscmError(f"--skip-gradient {config.skip_gradient:g}: no source has residual "
                          f"branches ({', '.join(s.name for s in sources)}); SGM needs a ResNet")
     return sources
