@@ -89,7 +89,9 @@ def test_the_catalogs_command_names_a_precision_only_where_it_is_not_the_devices
     {"kind": "secret", "adv_method": "fgsm-rs", "eps": 0.1},
     {"kind": "adv", "seed": 5, "eps_warmup_epochs": 2},
     {"kind": "natural", "arch": "resnet9", "width": 40, "augment": "shift-flip"},
-], ids=["pgd-2", "fgsm-rs", "pgd-7-other-seed", "natural"])
+    {"kind": "adv", "adv_steps": 3, "adv_step_size": 0.01},
+    {"kind": "secret", "adv_method": "fgsm-rs", "adv_step_size": 1 / 255},
+], ids=["pgd-2", "fgsm-rs", "pgd-7-other-seed", "natural", "pgd-own-step", "fgsm-rs-own-step"])
 def test_the_catalogs_command_trains_the_catalogued_config(monkeypatch, changes) -> None:
     """Run the command through the CLI (training captured): it must build the very config the
     checkpoint recorded. A flag left out because it matched the model's own value instead of

@@ -55,6 +55,9 @@ def train(
              "MNIST at eps 0.3, see docs/RESULTS.md; each epoch's PGD-10 accuracy shows it).")
     ] = "pgd",
     adv_steps: Annotated[int, typer.Option(help="PGD steps (with --adv-method pgd).")] = 7,
+    adv_step_size: Annotated[float | None, typer.Option(
+        help="Attack step in pixels of [0,1] \\[default: 2.5 eps / steps for pgd, 1.25 eps for "
+             "fgsm-rs].")] = None,
     eps_warmup_epochs: Annotated[int, typer.Option(help="Epochs to ramp eps up.")] = 1,
     seed: Annotated[int | None, typer.Option(
         help="Seed \\[default: 0 natural, 1 adv, 2 secret].")] = None,
@@ -81,7 +84,8 @@ def train(
                        batch_size=batch_size, optimizer=optimizer, lr=lr,
                        warmup_epochs=warmup_epochs, weight_decay=weight_decay, augment=augment,
                        eps=eps, adv_method=adv_method, adv_steps=adv_steps,
-                       eps_warmup_epochs=eps_warmup_epochs, seed=seed, train_limit=train_limit)
+                       adv_step_size=adv_step_size, eps_warmup_epochs=eps_warmup_epochs,
+                       seed=seed, train_limit=train_limit)
     model_name = name or "-".join(filter(None, (dataset_tag(data), arch, kind)))
     path = train_classifier(config, (zoo_dir or default_zoo_dir()) / f"{model_name}{SUFFIX}",
                             device=device, test_limit=test_limit,

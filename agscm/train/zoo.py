@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import shlex
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +99,9 @@ class ZooConfig:
             raise AgscmError("adversarial steps must be >= 1, weight decay and warm-up >= 0")
         if self.eps is not None and not 0 < self.eps <= 1:
             raise AgscmError(f"eps must be in (0, 1] for [0,1] pixels, got {self.eps}")
+        if self.adv_step_size is not None and not 0 < self.adv_step_size <= 1:
+            raise AgscmError(f"adversarial step size must be in (0, 1] for [0,1] pixels, got "
+                             f"{self.adv_step_size}")
         if self.train_limit is not None and self.train_limit < 1:
             raise AgscmError(f"train limit must be >= 1, got {self.train_limit}")
 
@@ -124,12 +127,17 @@ def train_command(train: dict[str, Any], name: str, zoo: str = "runs/zoo") -> st
     channels = 1 if config.eps == default_eps(1) else 3
     # the command line's own defaults, resolved as training resolves them
     defaults = _resolved(ZooConfig(config.data, kind=config.kind, eps=None), channels)
+    # the step a command without --adv-step-size would take, given this config's eps and steps
+    implied_step = _resolved(replace(config, adv_step_size=None), channels).adv_step_size
     flags = [f"--kind {config.kind}"] if config.kind != "natural" else []
     for key, value in asdict(config).items():
-        if key in ("data", "kind", "adv_step_size") or value is None or (
+        if key in ("data", "kind") or value is None or (
                 key == "adv_steps" and config.adv_method != "pgd"):  # single-step: no count
             continue
-        if value != getattr(defaults, key):
+        if key == "adv_step_size":
+            if config.kind != "natural" and not math.isclose(value, implied_step):
+                flags.append(f"--adv-step-size {value!r}")
+        elif value != getattr(defaults, key):
             flags.append(f"--{key.replace('_', '-')} {shlex.quote(str(value))}")
     return " ".join([f"agscm zoo train {shlex.quote(config.data)}", *flags,
                      f"--name {shlex.quote(name)}", f"--zoo {shlex.quote(zoo)}"])
