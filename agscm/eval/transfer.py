@@ -25,7 +25,7 @@ from torch import nn
 from agscm.data import ImageSet, load_split
 from agscm.data.budget import default_eps
 from agscm.errors import AgscmError
-from agscm.eval.cache import DEFAULT_CACHE_DIR, CraftCache, HashedImages, set_key
+from agscm.eval.cache import DEFAULT_CACHE_DIR, CraftCache, HashedImages, Scorer, set_key
 from agscm.eval.methods import (
     BASELINES,
     GENERATOR_METHOD,
@@ -36,7 +36,7 @@ from agscm.eval.methods import (
     check_fits,
     parse_method,
 )
-from agscm.eval.scoring import delta_size, score
+from agscm.eval.scoring import score
 from agscm.models.ensemble import ENSEMBLE_SEPARATOR, Ensemble, ensemble_members
 from agscm.models.registry import load_classifier, resolve_model_path
 
@@ -230,27 +230,25 @@ def evaluate(config: EvalConfig, progress: bool = True, console: Console | None 
         config, eps, len(data), list(dict.fromkeys(r.source for r in rows)),
         list(dict.fromkeys(r.method.label for r in rows)), [t.name for t in targets],
         {m.name: float(m.correct.mean()) for m in models.values()}, planned_sets=len(rows))
+    scorers = [Scorer(target.name, target.model, target.paths) for target in targets]
     for row in rows:
-        key = set_key(row.method.settings(), row.method.files(), config.data, config.split,
-                      len(data), config.device)
-        fetched = cache.fetch(f"{row.source}-{row.method.label}", key, data.labels,
-                              lambda store, row=row: row.method.craft(data, config.batch_size,
-                                                                      progress, store))
-        crafted = fetched.result
+        key = set_key(row.method.settings(), row.method.files(), hashed_clean, config.device)
+        scored = cache.scored_set(f"{row.source}-{row.method.label}", key, data.labels, clean,
+                                  lambda store, row=row: row.method.craft(
+                                      data, config.batch_size, progress, store),
+                                  scorers, config.batch_size, config.device)
+        record = scored.record
         console.print(f"{row.source} / {row.method.label}: " + (
-            "from the cache" if fetched.cached else
-            f"crafted {len(data)} images in {crafted.seconds:.1f} s"))
-        size = delta_size(crafted.adversarial, clean)
-        adversarial = HashedImages.of(crafted.adversarial)
+            f"crafted {len(data)} images in {record.seconds:.1f} s" if scored.crafted
+            else "from the cache"))
         white = [t.name for t in targets if t.name in row.white_box]
         result.sets.append(CraftedSet(
             row.source, row.method.label, row.method.settings(), white, len(data),
-            crafted.seconds, crafted.images_per_second, size.mean_linf, size.max_linf,
-            size.mean_l2, fetched.cached, str(fetched.path) if fetched.path else None))
+            record.seconds, record.images_per_second, record.size.mean_linf,
+            record.size.max_linf, record.size.mean_l2, not scored.crafted,
+            str(scored.path) if scored.path else None))
         for target in targets:
-            on_target = cache.predict(f"{row.source}-{row.method.label}-on-{target.name}",
-                                      target.model, target.paths, adversarial,
-                                      config.batch_size, config.device)
+            on_target = scored.predictions[target.name]
             cell = score(on_target, data.labels, target.correct)
             result.cells.append(Cell(row.source, row.method.label, target.name,
                                      target.name in row.white_box, cell.accuracy,
