@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# `agscm reproduce cifar10` on one NVIDIA GPU. A zoo brought along in .gpu/zoo/*.safetensors
-# (weights only, from benchmarks/gpu_zoo.sh) is used as it is; without one, the reproduction's
-# first stage trains it (the six models took 266 s side by side on the H200). Every stage runs
+# `agscm reproduce cifar10` on one NVIDIA GPU. ZOO=zoo measures the committed zoo as it is
+# (every model of the spec must be catalogued there, or the run stops in one line). Otherwise
+# (ZOO unset: runs/zoo) a zoo brought along in .gpu/zoo/*.safetensors (weights only, from
+# benchmarks/gpu_zoo.sh) is used as it is; without one, the reproduction's first stage trains
+# it (the six models took 266 s side by side on the H200). Every stage runs
 # with 8 processes at once and resumes from runs/, so when SCRIPT_SECONDS runs out (a device
 # call may last 600 s) the same command on the same warm machine goes on where it stopped.
 # The report, the table so far (table/), the trained generators (weights only) and the logs
@@ -22,7 +24,9 @@ start=$(date +%s)
 elapsed() { echo $(( $(date +%s) - start )); }
 mkdir -p ../shared/data runs/zoo
 [ -e ../shared/data/cifar10-jpeg.tar.gz ] || cp .gpu/cifar10-jpeg.tar.gz ../shared/data/
-if compgen -G ".gpu/zoo/*.safetensors" > /dev/null; then cp -n .gpu/zoo/*.safetensors runs/zoo/
+zoo_flag=()
+if [ -n "${ZOO:-}" ]; then zoo_flag=(--zoo "$ZOO"); echo "the zoo: $ZOO as it is" | tee -a runs/bench.txt
+elif compgen -G ".gpu/zoo/*.safetensors" > /dev/null; then cp -n .gpu/zoo/*.safetensors runs/zoo/
 else echo "no .gpu/zoo: stage 1 trains the zoo" | tee -a runs/bench.txt; fi
 { if [ "$DEVICE" = cuda ]; then nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; fi
   python3 -c "import torch; print('torch', torch.__version__)"; } > "$OUT/machine.txt" 2>&1
@@ -31,7 +35,8 @@ echo "data decoded at $(elapsed) s" | tee -a "$OUT/machine.txt"
 left() { echo $(( ${SCRIPT_SECONDS:-560} - $(elapsed) )); }
 # keep 30 s for packing what there is
 timeout $(( $(left) - 30 )) python3 -m agscm reproduce cifar10 \
-    --device "$DEVICE" --jobs 8 ${REPRODUCE_FLAGS:-} --out "$OUT" >> runs/reproduce.txt 2>&1
+    "${zoo_flag[@]}" --device "$DEVICE" --jobs 8 ${REPRODUCE_FLAGS:-} --out "$OUT" \
+    >> runs/reproduce.txt 2>&1
 reproduced=$?
 echo "reproduce ended (rc $reproduced) at $(elapsed) s" | tee -a "$OUT/machine.txt"
 python3 benchmarks/strip_optimizer.py runs/reproduce/cifar10*/generators/*.safetensors \
@@ -43,8 +48,8 @@ tar -czf "$OUT/logs.tar.gz" runs/bench.txt runs/reproduce.txt runs/reproduce/cif
 echo "packed at $(elapsed) s" | tee -a "$OUT/machine.txt"
 # the zoo's own figures (PGD-20 on the test set) once the reproduction is done, in the time left
 if [ "$reproduced" -eq 0 ] && [ -z "${REPRODUCE_FLAGS:-}" ] && [ "$(left)" -gt 1 ]; then
-  timeout "$(left)" python3 benchmarks/bench_zoo.py cifar10 --zoo runs/zoo --device "$DEVICE" \
-      --out "$OUT/zoo_cifar10.json" >> runs/bench.txt 2>&1
+  timeout "$(left)" python3 benchmarks/bench_zoo.py cifar10 --zoo "${ZOO:-runs/zoo}" \
+      --device "$DEVICE" --out "$OUT/zoo_cifar10.json" >> runs/bench.txt 2>&1
   echo "zoo measured (rc $?) at $(elapsed) s" | tee -a "$OUT/machine.txt"
 fi
 ls -la "$OUT"; tail -3 runs/reproduce.txt

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -159,6 +159,31 @@ def test_publish_refuses_to_replace_silently_and_training_into_the_catalog(
     assert (catalogued / CATALOG_NAME).read_bytes() == before
     assert sorted(p.name for p in catalogued.iterdir()) == [CATALOG_NAME,
                                                             "mnist-mlp-natural.safetensors"]
+
+
+def test_a_reproduction_measures_a_catalogued_zoo_as_it_is_and_only_the_specs_models(
+        catalogued, mnist_dir, tmp_path, monkeypatch) -> None:
+    """`agscm reproduce --zoo zoo` trains nothing into the committed zoo: each model the spec
+    names must be there, trained as the spec says, or the run stops in one line."""
+    from agscm.eval import reproduce as reproduce_module
+    from agscm.eval.datasets import MNIST, ZooEntry
+    from agscm.eval.plan import Budget, Plan
+    from agscm.train.zoo import catalogued_model
+
+    monkeypatch.setattr(reproduce_module, "train_classifier", lambda *args: pytest.fail(
+        "trained a model of a catalogued zoo"))
+    mlp = ZooConfig(data="elsewhere/mnist", arch="mlp", epochs=1, train_limit=1000)
+    spec = replace(MNIST, zoo=(ZooEntry("mlp-natural", mlp),))
+    plan = Plan(spec, Budget(data=str(mnist_dir), zoo_dir=str(catalogued)))
+    path = catalogued / "mnist-mlp-natural.safetensors"
+    assert reproduce_module._zoo(plan, tmp_path) == [path]  # another data path is no change
+    with pytest.raises(AgscmError, match=r"mnist-mlp-natural.safetensors: catalogued "
+                                         r"mnist-mlp-natural was trained otherwise: epochs 1 "
+                                         r"\(wanted 2\), seed 0 \(wanted 4\);"):
+        catalogued_model(catalogued, "mnist-mlp-natural", replace(mlp, epochs=2, seed=4), 1)
+    with pytest.raises(AgscmError, match="no model 'mnist-natural' in the catalog .*; train "
+                                         "it with: agscm zoo train .*mnist --name mnist-natural"):
+        reproduce_module._zoo(Plan(MNIST, plan.budget), tmp_path)
 
 
 def test_zoo_training_in_parts_ends_as_one_run_bit_for_bit(mnist_dir, tmp_path) -> None:

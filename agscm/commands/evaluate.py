@@ -153,7 +153,9 @@ def reproduce(
     data: Annotated[str | None, typer.Option(
         help="Data set path \\[default: the spec's, under ../shared/data].")] = None,
     zoo_dir: Annotated[Path | None, typer.Option(
-        "--zoo", help="Zoo folder \\[default: runs/zoo; --quick: <work>/zoo].")] = None,
+        "--zoo", help="Zoo folder: trained or resumed there, but a catalogued one (the "
+                      "committed zoo/) is measured as it is \\[default: runs/zoo; --quick: "
+                      "<work>/zoo].")] = None,
     work: Annotated[Path | None, typer.Option(
         help="Folder for generators and sweep checkpoints \\[default: runs/reproduce/<name>].")
     ] = None,

@@ -35,10 +35,11 @@ from agscm.eval.report import (
 from agscm.eval.stage_times import StageTime, checkpoint_stage, stage_table, table_stage
 from agscm.eval.sweep import SweepResult, run_sweep
 from agscm.eval.transfer import TransferResult, evaluate
+from agscm.models.catalog import is_catalogued
 from agscm.models.registry import SUFFIX
 from agscm.progress import Stages
 from agscm.train.trainer import TrainConfig, train_generator
-from agscm.train.zoo import train_classifier
+from agscm.train.zoo import catalogued_model, train_classifier
 
 FALLBACK_LAMBDA = 0.5
 STAGES = {"zoo": "zoo", "lambda sweep": "lambda sweep (validation split)",
@@ -65,10 +66,7 @@ def reproduce(spec: DatasetSpec, budget: Budget, command: str,
     stages = Stages(console, STAGES)
     logs = plan.work / "logs"
     with stages.stage("zoo"):
-        zoo = [(config, Path(budget.zoo_dir) / f"{name}{SUFFIX}", budget.device,
-                budget.zoo_test_limit) for name, config in plan.zoo_configs().items()]
-        run_jobs(train_classifier, zoo, [logs / f"zoo-{path.stem}.log" for _, path, *_ in zoo],
-                 budget.jobs)
+        zoo_paths = _zoo(plan, logs)
     with stages.stage("lambda sweep"):
         sweep_config = plan.sweep_config()
         run_jobs(_train, [(sweep_config.train_config(v),) for v in sweep_config.lambdas],
@@ -87,7 +85,7 @@ def reproduce(spec: DatasetSpec, budget: Budget, command: str,
                                         f"{plan.work / 'table'})"):
         transfer = evaluate(plan.eval_config(generators), progress, console,
                             on_set=lambda so_far: write_transfer(so_far, plan.work / "table"))
-    times = [checkpoint_stage("zoo", [path for _, path, *_ in zoo], stages.seconds["zoo"]),
+    times = [checkpoint_stage("zoo", zoo_paths, stages.seconds["zoo"]),
              checkpoint_stage("lambda sweep", [Path(row.checkpoint) for row in sweep.rows],
                               stages.seconds["lambda sweep"]),
              checkpoint_stage("generators", map(Path, paths), stages.seconds["generators"]),
@@ -96,6 +94,21 @@ def reproduce(spec: DatasetSpec, budget: Budget, command: str,
         result = Reproduction(plan, command, chosen, reason, transfer, sweep, times)
         result.files = write_report(result)
     return result
+
+
+def _zoo(plan: Plan, logs: Path) -> list[Path]:
+    """The spec's classifiers: those of a catalogued zoo (the committed one) as they are, each
+    checked to be the spec's model; in any other folder trained, or resumed, there."""
+    folder, budget = Path(plan.budget.zoo_dir), plan.budget
+    configs = plan.zoo_configs()
+    if is_catalogued(folder):
+        return [catalogued_model(folder, name, config, plan.spec.channels)
+                for name, config in configs.items()]
+    zoo = [(config, folder / f"{name}{SUFFIX}", budget.device, budget.zoo_test_limit)
+           for name, config in configs.items()]
+    run_jobs(train_classifier, zoo, [logs / f"zoo-{path.stem}.log" for _, path, *_ in zoo],
+             budget.jobs)
+    return [path for _, path, *_ in zoo]
 
 
 def _train(config: TrainConfig) -> str:

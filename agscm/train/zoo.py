@@ -33,11 +33,12 @@ from agscm.models.batches import (
     channel_stats,
     iterate_batches,
 )
-from agscm.models.catalog import CATALOG_NAME, is_catalogued
+from agscm.models.catalog import CATALOG_NAME, catalog_entry, is_catalogued, read_catalog
 from agscm.models.checkpoint import (
     load_checkpoint,
     optimizer_from_tensors,
     optimizer_to_tensors,
+    read_meta,
     require_same_config,
     save_checkpoint,
     split_prefix,
@@ -141,6 +142,26 @@ def train_command(train: dict[str, Any], name: str, zoo: str = "runs/zoo") -> st
             flags.append(f"--{key.replace('_', '-')} {shlex.quote(str(value))}")
     return " ".join([f"agscm zoo train {shlex.quote(config.data)}", *flags,
                      f"--name {shlex.quote(name)}", f"--zoo {shlex.quote(zoo)}"])
+
+
+def catalogued_model(zoo: Path, name: str, config: ZooConfig, channels: int) -> Path:
+    """The catalogued zoo's `name`, checked (sha256) and refused in one line unless it was
+    trained as `config` says (the data's path aside), so a table that names a spec's model
+    never measures another one."""
+    if name not in read_catalog(zoo):
+        raise AgscmError(f"no model {name!r} in the catalog {zoo / CATALOG_NAME}; train it "
+                         f"with: {train_command(asdict(config), name)}, then add it with "
+                         "agscm zoo publish")
+    entry = catalog_entry(zoo, name)
+    path = zoo / entry["file"]
+    recorded = ZooConfig(**{k: v for k, v in read_meta(path)["train"].items() if k in _FIELDS})
+    wanted, trained = (asdict(_resolved(c, channels)) for c in (config, recorded))
+    differ = [f"{key} {trained[key]!r} (wanted {wanted[key]!r})" for key in wanted
+              if key != "data" and wanted[key] != trained[key]]
+    if differ:
+        raise AgscmError(f"{path}: catalogued {name} was trained otherwise: {', '.join(differ)}; "
+                         "use a zoo with the wanted model (e.g. --zoo runs/zoo)")
+    return path
 
 
 def learning_rate(config: ZooConfig, progress_in_epochs: float) -> float:
