@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from agscm.attacks.mifgsm import MIFGSM
 from agscm.cli import app
+from agscm.models.checkpoint import read_meta
 from agscm.models.generator_checkpoint import load_generator
 
 runner = CliRunner()
@@ -98,7 +99,8 @@ def test_sweep_writes_table_and_plot_and_resumes(tiny_zoo, mnist_dir, tmp_path,
     args = ["sweep", "--data", str(mnist_dir), "--zoo", str(tiny_zoo), "--source",
             "tiny-natural", "--target", "tiny-natural", "--lambdas", "0,1", "--epochs", "1",
             "--train-limit", "128", "--val-limit", "32", "--width", "4", "--residual-blocks",
-            "1", "--limit", "80", "--out", str(out), "--cache", str(tmp_path / "cache")]
+            "1", "--limit", "80", "--out", str(out), "--cache", str(tmp_path / "cache"),
+            "--precision", "bf16"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     table = (out / "sweep.md").read_text()
@@ -111,6 +113,8 @@ def test_sweep_writes_table_and_plot_and_resumes(tiny_zoo, mnist_dir, tmp_path,
     assert all(0 <= row["success_rate"] <= 1 for row in rows)
     checkpoints = sorted(out.glob("lambda-*.safetensors"))
     assert [p.name for p in checkpoints] == ["lambda-0.safetensors", "lambda-1.safetensors"]
+    assert [row["precision"] for p in checkpoints for row in read_meta(p)["history"]] == [
+        "bf16", "bf16"]
     stamps = [os.stat(p).st_mtime_ns for p in checkpoints]
 
     forbid_recomputing(monkeypatch)
@@ -119,6 +123,14 @@ def test_sweep_writes_table_and_plot_and_resumes(tiny_zoo, mnist_dir, tmp_path,
     assert [os.stat(p).st_mtime_ns for p in checkpoints] == stamps  # resumed, not retrained
     payload = json.loads((out / "sweep.json").read_text())
     assert payload["rows"] == rows and "--cache" in payload["command"]
+    assert "--precision bf16" in payload["command"]
+
+
+def test_reproduce_refuses_an_unknown_precision_before_any_stage(tmp_path) -> None:
+    result = runner.invoke(app, ["reproduce", "mnist", "--quick", "--work", str(tmp_path),
+                                 "--precision", "fp16"])
+    assert result.exit_code == 1 and "unknown precision 'fp16'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
 
 
 def test_sweep_bad_lambdas(tiny_zoo, mnist_dir, tmp_path) -> None:
@@ -168,7 +180,8 @@ def test_reproduce_mnist_quick_end_to_end(mnist_dir, tmp_path) -> None:
 @pytest.mark.slow
 def test_reproduce_cifar10_quick_runs_every_stage(data_root, tmp_path) -> None:
     result = runner.invoke(app, ["reproduce", "cifar10", "--quick", "--data",
-                                 str(data_root / "cifar10-jpeg.tar.gz"), "--work", str(tmp_path)])
+                                 str(data_root / "cifar10-jpeg.tar.gz"), "--work", str(tmp_path),
+                                 "--precision", "bf16"])
     assert result.exit_code == 0, result.output
     payload = json.loads((tmp_path / "cifar10.json").read_text())
     assert payload["transfer"]["sources"] == ["quick-natural", "quick-adv", "quick-secret",
@@ -178,6 +191,10 @@ def test_reproduce_cifar10_quick_runs_every_stage(data_root, tmp_path) -> None:
     assert (tmp_path / "cifar10-sweep.png").is_file() and (tmp_path / "cifar10.csv").is_file()
     _, meta, _ = load_generator(tmp_path / "generators" / "quick-natural-transfer.safetensors")
     assert (meta["generator"]["downsamplings"], meta["generator"]["smooth_sigma"]) == (0, 0.0)
+    trained = [*(tmp_path / "generators").glob("*.safetensors"),
+               *(tmp_path / "sweep").glob("*.safetensors")]
+    assert len(trained) == 10 and {row["precision"] for path in trained
+                                   for row in read_meta(path)["history"]} == {"bf16"}
     stages = {stage["stage"]: stage for stage in payload["stages"]}
     assert list(stages) == ["zoo", "lambda sweep", "generators", "transfer table"]
     assert [len(stage["items"]) for stage in stages.values()] == [

@@ -45,6 +45,7 @@ class Budget:
     attack_steps: int | None = None  # override every baseline's steps (quick runs)
     eval_batch_size: int = 250
     device: str = "cpu"
+    precision: str = "fp32"  # of every generator's training steps (sweep and table)
     seed: int = 0
     jobs: int = 1  # models trained at once (zoo, sweep, generators), one process each
 
@@ -112,7 +113,8 @@ class Plan:
                            residual_blocks=budget.generator_changes.get(
                                "residual_blocks", PAPER.settings["residual_blocks"]),
                            limit=budget.sweep_limit, eval_batch_size=budget.eval_batch_size,
-                           device=budget.device, cache_dir=budget.cache_dir)
+                           device=budget.device, precision=budget.precision,
+                           cache_dir=budget.cache_dir)
 
     def generator_configs(self, lambda_gradcam: float) -> dict[tuple[str, str], TrainConfig]:
         """(source label, recipe) -> config: the paper's recipe at `lambda_gradcam`, and the
@@ -132,7 +134,7 @@ class Plan:
                     sources=[SourceSpec(member) for member in ensemble_members(label)],
                     zoo_dir=budget.zoo_dir, eps=self.spec.eps, batch_size=budget.batch_size,
                     seed=budget.seed, train_limit=budget.train_limit, val_limit=budget.val_limit,
-                    device=budget.device, **settings)
+                    device=budget.device, precision=budget.precision, **settings)
         return configs
 
     def methods(self) -> list[str]:

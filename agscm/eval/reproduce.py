@@ -38,6 +38,7 @@ from agscm.eval.transfer import TransferResult, evaluate
 from agscm.models.catalog import is_catalogued
 from agscm.models.registry import SUFFIX
 from agscm.progress import Stages
+from agscm.train.precision import resolve_precision
 from agscm.train.trainer import TrainConfig, train_generator
 from agscm.train.zoo import catalogued_model, train_classifier
 
@@ -61,6 +62,7 @@ class Reproduction:
 def reproduce(spec: DatasetSpec, budget: Budget, command: str,
               progress: bool = True) -> Reproduction:
     """Run (or resume) every stage and write the report; returns what it wrote."""
+    resolve_precision(budget.precision, budget.device)  # a bad name stops it before any stage
     plan = Plan(spec, budget)
     console = Console(stderr=True, quiet=not progress)
     stages = Stages(console, STAGES)

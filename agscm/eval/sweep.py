@@ -52,6 +52,7 @@ class SweepConfig:
     limit: int | None = None  # images scored
     eval_batch_size: int = 250
     device: str = "cpu"
+    precision: str = "fp32"  # of the generators' training steps (agscm.train.precision)
     cache_dir: str | None = None  # crafted sets and predictions; None: craft and score every time
 
     def validate(self) -> None:
@@ -75,7 +76,8 @@ class SweepConfig:
                            lambda_gradcam=lambda_gradcam, epochs=self.epochs,
                            batch_size=self.batch_size, seed=self.seed, width=self.width,
                            residual_blocks=self.residual_blocks, train_limit=self.train_limit,
-                           val_limit=self.val_limit, device=self.device)
+                           val_limit=self.val_limit, device=self.device,
+                           precision=self.precision)
 
     def command(self) -> str:
         """An `agscm sweep` line that reruns this config."""
@@ -85,7 +87,7 @@ class SweepConfig:
         defaults = SweepConfig(self.data, self.source, self.target, self.out)
         for name in ("zoo_dir", "eps", "epochs", "train_limit", "val_limit", "batch_size",
                      "width", "residual_blocks", "seed", "split", "limit", "eval_batch_size",
-                     "device", "cache_dir"):
+                     "device", "precision", "cache_dir"):
             value = getattr(self, name)
             if value != getattr(defaults, name):
                 flag = {"zoo_dir": "--zoo", "cache_dir": "--cache"}.get(
