@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from cache_helpers import forbid_recomputing
 
 from agscm.attacks import craft as craft_module
@@ -20,7 +21,7 @@ from agscm.attacks.craft import CraftResult, CraftState, CraftStore
 from agscm.attacks.pgd import PGD as PGDAttack
 from agscm.data import load_split
 from agscm.errors import AgscmError
-from agscm.eval.cache import CraftCache, HashedImages, PartialSet, set_key
+from agscm.eval.cache import CraftCache, HashedImages, PartialSet, Scorer, set_key
 from agscm.eval.datasets import MNIST
 from agscm.eval.methods import MethodSpec, parse_method
 from agscm.eval.reading import standings
@@ -352,6 +353,35 @@ def test_cache_crafts_once_and_recovers_from_a_damaged_file(tmp_path) -> None:
     assert cache.fetch("src-pgd", key, labels, make).cached is True
     assert not list(tmp_path.glob(".*"))  # no temp files left behind
     assert len(calls) == 3
+
+
+def test_a_set_scored_from_its_record_and_a_damaged_record_said(tmp_path) -> None:
+    labels = np.arange(4) % 3
+    clean = np.zeros((4, 1, 4, 4), np.float32)
+    calls = []
+
+    def make(store: CraftStore | None) -> CraftResult:
+        calls.append(1)
+        return CraftResult(np.full((4, 1, 4, 4), 0.25, np.float32), 2.0, 2.0)
+
+    torch.manual_seed(0)
+    scorer = Scorer("lin", torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3)), [])
+    warnings: list[str] = []
+    cache = CraftCache(tmp_path, warn=warnings.append)
+    key = set_key({"method": "pgd"}, [], HashedImages.of(clean), "cpu")
+    first = cache.scored_set("src-pgd", key, labels, clean, make, [scorer], 4, "cpu")
+    assert first.crafted and first.record.size.max_linf == 0.25 and first.record.seconds == 2.0
+    [stored] = tmp_path.glob("src-pgd-*.npz")
+    stored.unlink()  # the set's images are gone; its record and predictions are enough
+    again = cache.scored_set("src-pgd", key, labels, clean, make, [scorer], 4, "cpu")
+    assert not again.crafted and again.record == first.record and len(calls) == 1
+    np.testing.assert_array_equal(again.predictions["lin"], first.predictions["lin"])
+    [record] = (tmp_path / "records").glob("*.npz")
+    record.write_bytes(b"not a zip")
+    third = cache.scored_set("src-pgd", key, labels, clean, make, [scorer], 4, "cpu")
+    assert third.crafted and third.record == first.record and len(calls) == 2
+    assert warnings == [f"{record}: a set's record, damaged or of another set or version; the "
+                        "set is read or crafted again and the record rewritten"]
 
 
 def test_a_set_crafted_on_another_kind_of_device_is_crafted_again(tmp_path) -> None:

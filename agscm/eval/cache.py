@@ -164,6 +164,9 @@ class CraftCache:
         all are there (its images are not even read), else fetched or crafted and scored."""
         record_path = self.path_for(name, key, "records")
         record = _read_record(record_path, key) if record_path and record_path.is_file() else None
+        if record is None and record_path is not None and record_path.is_file():
+            self.warn(f"{record_path}: a set's record, damaged or of another set or version; "
+                      "the set is read or crafted again and the record rewritten")
         if record is not None:
             kept = [self._kept_predictions(f"{name}-on-{scorer.name}", scorer.files,
                                            record.images, device) for scorer in scorers]
