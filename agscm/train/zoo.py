@@ -33,7 +33,7 @@ from agscm.models.batches import (
     channel_stats,
     iterate_batches,
 )
-from agscm.models.catalog import CATALOG_NAME, catalog_entry, is_catalogued, read_catalog
+from agscm.models.catalog import CATALOG_NAME, is_catalogued, read_catalog, verify_file
 from agscm.models.checkpoint import (
     load_checkpoint,
     optimizer_from_tensors,
@@ -110,6 +110,11 @@ class ZooConfig:
 _FIELDS = {f.name for f in fields(ZooConfig)}
 
 
+def _config_of(train: dict[str, Any]) -> ZooConfig:
+    """A checkpoint's `train` dict as a config (keys of older versions left out)."""
+    return ZooConfig(**{k: v for k, v in train.items() if k in _FIELDS})
+
+
 def _resolved(config: ZooConfig, channels: int) -> ZooConfig:
     eps = config.eps if config.eps is not None else default_eps(channels)
     steps = config.adv_steps if config.adv_method == "pgd" else 1
@@ -124,7 +129,7 @@ def _resolved(config: ZooConfig, channels: int) -> ZooConfig:
 def train_command(train: dict[str, Any], name: str, zoo: str = "runs/zoo") -> str:
     """The `agscm zoo train` line that trains this config (a checkpoint's `train` dict, resolved
     or not) into `<zoo>/<name>.safetensors`: only the flags that differ from their defaults."""
-    config = ZooConfig(**{k: v for k, v in train.items() if k in _FIELDS})
+    config = _config_of(train)
     channels = 1 if config.eps == default_eps(1) else 3
     # the command line's own defaults, resolved as training resolves them
     defaults = _resolved(ZooConfig(config.data, kind=config.kind, eps=None), channels)
@@ -148,13 +153,14 @@ def catalogued_model(zoo: Path, name: str, config: ZooConfig, channels: int) -> 
     """The catalogued zoo's `name`, checked (sha256) and refused in one line unless it was
     trained as `config` says (the data's path aside), so a table that names a spec's model
     never measures another one."""
-    if name not in read_catalog(zoo):
+    models = read_catalog(zoo)
+    if name not in models:
         raise AgscmError(f"no model {name!r} in the catalog {zoo / CATALOG_NAME}; train it "
                          f"with: {train_command(asdict(config), name)}, then add it with "
                          "agscm zoo publish")
-    entry = catalog_entry(zoo, name)
-    path = zoo / entry["file"]
-    recorded = ZooConfig(**{k: v for k, v in read_meta(path)["train"].items() if k in _FIELDS})
+    verify_file(zoo, name, models[name])
+    path = zoo / models[name]["file"]
+    recorded = _config_of(read_meta(path)["train"])
     wanted, trained = (asdict(_resolved(c, channels)) for c in (config, recorded))
     differ = [f"{key} {trained[key]!r} (wanted {wanted[key]!r})" for key in wanted
               if key != "data" and wanted[key] != trained[key]]
