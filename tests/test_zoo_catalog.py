@@ -215,6 +215,23 @@ def test_the_committed_zoo_matches_its_catalog() -> None:
         assert json.dumps(entry)  # plain JSON
 
 
+@pytest.mark.parametrize("spec_name", ["mnist", "cifar10"])
+def test_the_committed_zoo_holds_every_model_a_reproduction_names(spec_name) -> None:
+    """`agscm reproduce <spec> --zoo zoo` runs on a fresh clone: each model of the spec is
+    committed, intact and trained as the spec says."""
+    from agscm.eval.datasets import SPECS
+    from agscm.eval.plan import Budget, Plan
+    from agscm.train.zoo import catalogued_model
+
+    if not (COMMITTED_ZOO / CATALOG_NAME).is_file():
+        pytest.skip("no committed zoo in this checkout")
+    plan = Plan(SPECS[spec_name], Budget(zoo_dir=str(COMMITTED_ZOO)))
+    configs = plan.zoo_configs()
+    assert len(configs) >= 6
+    for name, config in configs.items():
+        assert catalogued_model(COMMITTED_ZOO, name, config, plan.spec.channels).is_file()
+
+
 def test_early_stopped_pgd_is_never_weaker_than_plain_pgd(trained_mlp, mnist_dir) -> None:
     from agscm.attacks.pgd import PGD
     from agscm.data import load_split
