@@ -20,7 +20,7 @@ from agscm.eval.publish import _epoch_precision, _training_command
 from agscm.models.catalog import CATALOG_NAME, read_catalog, verify_catalog
 from agscm.models.checkpoint import load_checkpoint
 from agscm.models.registry import COMMITTED_ZOO, list_models, load_classifier
-from agscm.train.zoo import ZooConfig, train_classifier
+from agscm.train.zoo import ZooConfig, catalogued_model, train_classifier
 
 pytestmark = pytest.mark.slow  # each test trains (a one-epoch MLP on 1,000 digits: seconds)
 
@@ -168,7 +168,6 @@ def test_a_reproduction_measures_a_catalogued_zoo_as_it_is_and_only_the_specs_mo
     from agscm.eval import reproduce as reproduce_module
     from agscm.eval.datasets import MNIST, ZooEntry
     from agscm.eval.plan import Budget, Plan
-    from agscm.train.zoo import catalogued_model
 
     monkeypatch.setattr(reproduce_module, "train_classifier", lambda *args: pytest.fail(
         "trained a model of a catalogued zoo"))
@@ -221,7 +220,6 @@ def test_the_committed_zoo_holds_every_model_a_reproduction_names(spec_name) -> 
     committed, intact and trained as the spec says."""
     from agscm.eval.datasets import SPECS
     from agscm.eval.plan import Budget, Plan
-    from agscm.train.zoo import catalogued_model
 
     if not (COMMITTED_ZOO / CATALOG_NAME).is_file():
         pytest.skip("no committed zoo in this checkout")
