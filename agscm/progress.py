@@ -36,6 +36,13 @@ def make_progress(console: Console | None = None, transient: bool = False,
     )
 
 
+def print_warning(console: Console, text: str) -> None:
+    """One `warning:` line, printed as given: paths may hold brackets that rich would read as
+    markup."""
+    console.print(f"warning: {text}", markup=False, highlight=False, soft_wrap=True,
+                  style="yellow")
+
+
 def format_metrics(values: dict[str, float]) -> str:
     """`loss 0.123 acc 98.10%`-style text for the bar; accuracies (`*acc`, `*acc[model]`) in
     percent."""

@@ -116,11 +116,14 @@ def test_sweep_writes_table_and_plot_and_resumes(tiny_zoo, mnist_dir, tmp_path,
     assert [row["precision"] for p in checkpoints for row in read_meta(p)["history"]] == [
         "bf16", "bf16"]
     stamps = [os.stat(p).st_mtime_ns for p in checkpoints]
+    damaged = sorted((tmp_path / "cache" / "records").glob("sweep-*.npz"))[0]
+    damaged.write_bytes(b"not a record")
 
     forbid_recomputing(monkeypatch)
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output
     assert [os.stat(p).st_mtime_ns for p in checkpoints] == stamps  # resumed, not retrained
+    assert f"warning: {damaged}: a set's record, damaged" in again.stderr.replace("\n", "")
     payload = json.loads((out / "sweep.json").read_text())
     assert payload["rows"] == rows and "--cache" in payload["command"]
     assert "--precision bf16" in payload["command"]

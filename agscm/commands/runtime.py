@@ -131,7 +131,7 @@ def _perturb_locally(model: str, source: Path, destination: Path, options: Folde
     """`--engine local`: worker processes on this machine, under one rich progress bar."""
     import os
 
-    from agscm.progress import make_progress
+    from agscm.progress import make_progress, print_warning
     from agscm.runtime import GeneratorModel
     from agscm.runtime.folder import perturb_folder, processes
     from agscm.runtime.session import THREADS_ENV
@@ -152,7 +152,7 @@ def _perturb_locally(model: str, source: Path, destination: Path, options: Folde
     with progress:
         summary = perturb_folder(generator, source, destination, options,
                                  lambda total: progress.update(task, total=total), on_record,
-                                 lambda text: _warn(progress.console, text))
+                                 lambda text: print_warning(progress.console, text))
     _summarise(progress.console, summary, fmt)
 
 
@@ -161,6 +161,7 @@ def _perturb_on_ray(model: str, source: Path, destination: Path, options: Folder
     """`--engine ray`: Ray Data shows the progress; failures and the summary as locally."""
     from rich.console import Console
 
+    from agscm.progress import print_warning
     from agscm.runtime import GeneratorModel
     from agscm.runtime.ray.engine import RayOptions, import_ray, perturb_dataset
 
@@ -174,7 +175,7 @@ def _perturb_on_ray(model: str, source: Path, destination: Path, options: Folder
     summary = perturb_dataset(checked.path, source, destination, options,
                               RayOptions(address, device, threads),
                               on_record=lambda record: _report(console, record),
-                              on_warning=lambda text: _warn(console, text))
+                              on_warning=lambda text: print_warning(console, text))
     _summarise(console, summary, fmt)
 
 
@@ -188,11 +189,6 @@ def _report(console: Console, record: FileRecord) -> None:
     if record.status in ("failed", "ignored"):
         console.print(f"{record.status}: {record.input}: {record.error}", markup=False,
                       highlight=False, soft_wrap=True)
-
-
-def _warn(console: Console, text: str) -> None:
-    console.print(f"warning: {text}", markup=False, highlight=False, soft_wrap=True,
-                  style="yellow")
 
 
 def _summarise(console: Console, summary: FolderSummary, fmt: str) -> None:

@@ -25,6 +25,7 @@ from agscm.eval.cache import CraftCache, HashedImages, Scorer, set_key
 from agscm.eval.methods import GeneratorMethod, check_fits
 from agscm.eval.scoring import score
 from agscm.models.registry import load_classifier
+from agscm.progress import print_warning
 from agscm.train.trainer import SourceSpec, TrainConfig, train_generator
 
 DEFAULT_LAMBDAS = (0.0, 0.2, 0.4, 0.6, 0.8)
@@ -139,7 +140,8 @@ def run_sweep(config: SweepConfig, progress: bool = True,
     clean = data.as_float()
     hashed_clean = HashedImages.of(clean)
     zoo = Path(config.zoo_dir) if config.zoo_dir else None
-    cache = CraftCache(Path(config.cache_dir) if config.cache_dir else None)
+    cache = CraftCache(Path(config.cache_dir) if config.cache_dir else None,
+                       lambda text: print_warning(console, text))
     models = []
     for name in (config.source, config.target):
         model, meta = load_classifier(name, zoo, device=config.device)

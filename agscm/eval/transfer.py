@@ -39,6 +39,7 @@ from agscm.eval.methods import (
 from agscm.eval.scoring import score
 from agscm.models.ensemble import ENSEMBLE_SEPARATOR, Ensemble, ensemble_members
 from agscm.models.registry import load_classifier, resolve_model_path
+from agscm.progress import print_warning
 
 
 @dataclass
@@ -202,8 +203,7 @@ def evaluate(config: EvalConfig, progress: bool = True, console: Console | None 
     hashed_clean = HashedImages.of(clean)
     models: dict[str, _Model] = {}
     cache = CraftCache(Path(config.cache_dir) if config.cache_dir else None,
-                       lambda text: console.print(f"warning: {text}", soft_wrap=True,
-                                                  markup=False, highlight=False))
+                       lambda text: print_warning(console, text))
 
     def model(name: str) -> _Model:
         if name not in models:
