@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from agscm.errors import AgscmError, one_line_errors
+from agscm.progress import print_warning
 from agscm.runtime.tiles import DEFAULT_TILE
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ def _perturb_locally(model: str, source: Path, destination: Path, options: Folde
     """`--engine local`: worker processes on this machine, under one rich progress bar."""
     import os
 
-    from agscm.progress import make_progress, print_warning
+    from agscm.progress import make_progress
     from agscm.runtime import GeneratorModel
     from agscm.runtime.folder import perturb_folder, processes
     from agscm.runtime.session import THREADS_ENV
@@ -161,7 +162,6 @@ def _perturb_on_ray(model: str, source: Path, destination: Path, options: Folder
     """`--engine ray`: Ray Data shows the progress; failures and the summary as locally."""
     from rich.console import Console
 
-    from agscm.progress import print_warning
     from agscm.runtime import GeneratorModel
     from agscm.runtime.ray.engine import RayOptions, import_ray, perturb_dataset
 
@@ -200,10 +200,10 @@ def _summarise(console: Console, summary: FolderSummary, fmt: str) -> None:
     console.print(f"{counts} in {summary.seconds:.1f} s ({summary.images_per_second:.0f} "
                   f"images/s){quality_text}; manifest {summary.manifest}", soft_wrap=True)
     for change, files in summary.converted.items():
-        console.print(f"warning: {files} file(s) converted: {change}", style="yellow")
+        print_warning(console, f"{files} file(s) converted: {change}")
     if summary.over_eps:
-        console.print(f"warning: {summary.over_eps} saved file(s) exceed eps after {fmt} "
-                      "compression", style="yellow")
+        print_warning(console, f"{summary.over_eps} saved file(s) exceed eps after {fmt} "
+                      "compression")
     if summary.failed:
         console.print(f"{summary.failed} file(s) failed; see the lines above or the manifest",
                       style="red")
