@@ -189,8 +189,10 @@ def test_resume_takes_the_data_and_zoo_spelt_another_way_but_not_other_ones(
                             {**saved, "data": "../other", "zoo_dir": "zoo"}, config)
 
 
-def test_resume_refuses_a_retrained_source(mnist_dir, tiny_zoo, tmp_path) -> None:
-    """Same source name, other weights: resuming would silently mix two attacks into one file."""
+def test_resume_refuses_a_retrained_source_but_follows_a_moved_zoo(mnist_dir, tiny_zoo,
+                                                                   tmp_path) -> None:
+    """Same source name, other weights: resuming would silently mix two attacks into one file.
+    The same weights in another folder (a demo folder moved whole) are the same source."""
     zoo = tmp_path / "zoo"
     zoo.mkdir()
     source = zoo / "tiny-natural.safetensors"
@@ -205,6 +207,9 @@ def test_resume_refuses_a_retrained_source(mnist_dir, tiny_zoo, tmp_path) -> Non
         train_generator(_config(mnist_dir, zoo, out, **small))
     shutil.copy(tiny_zoo / source.name, source)  # the original weights again: resumes
     assert train_generator(_config(mnist_dir, zoo, out, **small)).meta["epoch"] == 2
+    moved = zoo.rename(tmp_path / "moved")
+    resumed = train_generator(_config(mnist_dir, moved, out, epochs=3, **small))
+    assert resumed.meta["epoch"] == 3 and resumed.meta["train"]["zoo_dir"] == str(moved)
 
 
 def test_same_seed_same_weights(mnist_dir, tiny_zoo, tmp_path) -> None:

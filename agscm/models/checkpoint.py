@@ -104,7 +104,8 @@ RESUMABLE_CHANGES = ("epochs", "out", "device", "precision", "monitors")
 PATH_SETTINGS = ("data", "zoo_dir")  # spelt relative or absolute, they name the same files
 
 
-def require_same_config(path: Path, saved: dict[str, Any], wanted: Any) -> None:
+def require_same_config(path: Path, saved: dict[str, Any], wanted: Any,
+                        proven_elsewhere: tuple[str, ...] = ()) -> None:
     """Refuse to resume `path` under a different config. Only what does not change what is
     trained may differ: the epoch count may grow, the models watched on the validation split
     may change, a copy may resume at another path, on another device or in another precision
@@ -112,12 +113,14 @@ def require_same_config(path: Path, saved: dict[str, Any], wanted: Any) -> None:
     may be spelt another way if, from here, both spellings lead to the same place.
 
     `wanted` is the config dataclass; a field newer than the file counts as having been at
-    its default there, so files from before a setting existed still resume."""
+    its default there, so files from before a setting existed still resume. `proven_elsewhere`
+    names settings the caller checks by content instead (a generator's zoo folder, when the
+    file records its sources' sha256), so they may differ in any way."""
     defaults = {f.name: f.default for f in fields(wanted) if f.default is not MISSING}
     saved = {**defaults, **saved}
     changed = sorted(key for key, value in asdict(wanted).items()
-                     if key not in RESUMABLE_CHANGES and not _same_setting(key, saved.get(key),
-                                                                           value))
+                     if key not in RESUMABLE_CHANGES + proven_elsewhere
+                     and not _same_setting(key, saved.get(key), value))
     if changed:
         raise AgscmError(f"{path}: exists with a different config ({', '.join(changed)}); "
                          "delete it or choose another name")

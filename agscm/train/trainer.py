@@ -550,12 +550,16 @@ def learning_rate(config: TrainConfig, progress_in_epochs: float) -> float:
 def _resume(out: Path, config: TrainConfig,
             source_sha256: list[str]) -> tuple[Generator, dict[str, Any], torch.optim.Adam]:
     generator, record, tensors = load_generator(out, config.device)
-    require_same_config(out, record["train"], config)
-    if record.get("source_sha256", source_sha256) != source_sha256:  # older files lack it
+    # The sources' sha256 prove the weights, wherever the zoo now lives (a moved demo folder);
+    # older files lack them, and there the zoo folder itself must match.
+    proven = ("zoo_dir",) if "source_sha256" in record else ()
+    require_same_config(out, record["train"], config, proven_elsewhere=proven)
+    if record.get("source_sha256", source_sha256) != source_sha256:
         raise AgscmError(f"{out}: was trained against other weights of its source models "
                          f"({', '.join(record['sources'])}); delete it or choose another --out")
     record["train"].update(epochs=config.epochs, out=config.out, device=config.device,
-                           precision=config.precision, monitors=config.monitors)
+                           precision=config.precision, monitors=config.monitors,
+                           zoo_dir=config.zoo_dir)
     generator.train()
     optimizer = make_optimizer(generator, config)
     if "optimizer" in record:
